@@ -1,0 +1,247 @@
+"""Load a dialplan file: YAML with positions -> validated :class:`Dialplan`.
+
+Every problem is collected and reported together with ``file:line:col`` and a context
+path; warnings (unreachable states, dead ends, overlapping codes) ride on the result.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ivr.dialplan import checks
+from ivr.dialplan.model import Dialplan, DialplanHeader
+from ivr.dialplan.yaml_source import Path_, Source, read_yaml
+from ivr.errors import DialplanError, Problem
+from ivr.hooks import Hooks, import_hooks
+from ivr.prompts.catalog import PromptCatalog, load_catalog
+from ivr.states import KINDS
+from ivr.states.base import State
+from ivr.states.input import INPUT_DEFAULTS
+
+STATE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def did_you_mean(word: str, choices: list[str] | set[str] | Any) -> str:
+    """`` (did you mean 'x'?)`` when a close match exists, else ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_dialplan(
+    path: str | Path,
+    *,
+    hooks: Hooks | None = None,
+    catalog: PromptCatalog | None = None,
+) -> Dialplan:
+    """Load and validate ``path``. Raises :class:`DialplanError` with every problem.
+
+    ``hooks`` overrides the registry the file names under ``hooks:``; ``catalog``
+    overrides the prompt directory it names under ``prompts:``.
+    """
+    source = read_yaml(path)
+    return _Loader(source, hooks, catalog).load()
+
+
+class _Loader:
+    def __init__(self, source: Source, hooks: Hooks | None, catalog: PromptCatalog | None) -> None:
+        self.source = source
+        self.hooks = hooks
+        self.catalog = catalog
+        self.problems: list[Problem] = []
+
+    def error(self, path: Path_, message: str, *, at_key: bool = False) -> None:
+        self.problems.append(self.source.problem(path, message, at_key=at_key))
+
+    def load(self) -> Dialplan:
+        data = self.source.data
+        if not isinstance(data, dict):
+            raise DialplanError(
+                self.source.problem((), f"top level must be a mapping, not {_type_name(data)}")
+            )
+        header_data = {k: v for k, v in data.items() if k not in ("defaults", "states")}
+        header = self._validate(DialplanHeader, header_data, ())
+        defaults = data.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            self.error(("defaults",), f"must be a mapping, not {_type_name(defaults)}")
+            defaults = {}
+        for key in defaults:
+            if key not in INPUT_DEFAULTS:
+                self.error(
+                    ("defaults", key),
+                    f"unknown key {key!r}{did_you_mean(key, INPUT_DEFAULTS)}",
+                    at_key=True,
+                )
+        raw_states = data.get("states")
+        if not isinstance(raw_states, dict) or not raw_states:
+            self.error(("states",), "a dialplan needs a mapping of states")
+            raw_states = {}
+        states: dict[str, State] = {}
+        for name, raw in raw_states.items():
+            if not set(name) <= STATE_NAME_CHARS:
+                self.error(("states", name), "state names use letters, digits, _ and -", at_key=True)
+            state = self._state(name, raw, defaults)
+            if state is not None:
+                states[name] = state
+        if header is None:
+            raise DialplanError(self.problems)
+        catalog = self.catalog or self._catalog(header.prompts)
+        hooks = self.hooks if self.hooks is not None else self._hooks(header.hooks)
+        self._cross_check(header, states, raw_states, catalog, hooks)
+        if self.problems:
+            raise DialplanError(self.problems)
+        assert catalog is not None
+        plan = Dialplan(
+            name=header.name or Path(self.source.file).stem,
+            file=self.source.file,
+            language=header.language,
+            catalog=catalog,
+            initial=header.initial,
+            states=states,
+            hooks=hooks,
+            apology=header.apology,
+            source=self.source,
+        )
+        return checks.with_warnings(plan)
+
+    def _validate(self, model: Any, data: dict[str, Any], path: Path_) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            fields = list(model.model_fields)
+            for err in exc.errors():
+                loc = tuple(str(p) if isinstance(p, str) else p for p in err["loc"])
+                self.problems.append(self._problem(path, loc, err, fields))
+            return None
+
+    def _problem(
+        self, path: Path_, loc: Path_, err: Any, fields: list[str], origin: dict[str, Path_] | None = None
+    ) -> Problem:
+        kind = err["type"]
+        where = (*path, *loc)
+        if origin and loc and loc[0] in origin:
+            where = (*origin[str(loc[0])], *loc[1:])
+        if kind == "extra_forbidden":
+            key = loc[-1]
+            return self.source.problem(
+                where, f"unknown key {key!r}{did_you_mean(str(key), fields)}", at_key=True
+            )
+        if kind == "missing":
+            return self.source.problem(where, f"missing required key {loc[-1]!r}")
+        message = str(err["msg"])
+        message = message.removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        if loc and loc[-1] == "terminator" and err.get("input") is None:
+            message += " (in YAML, # starts a comment: write terminator: '#')"
+        return self.source.problem(where, message)
+
+    def _state(self, name: str, raw: Any, defaults: dict[str, Any]) -> State | None:
+        path: Path_ = ("states", name)
+        if not isinstance(raw, dict):
+            self.error(path, f"a state must be a mapping, not {_type_name(raw)}")
+            return None
+        kind = raw.get("kind")
+        if kind is None:
+            self.error(path, f"missing 'kind' (one of: {', '.join(sorted(KINDS))})")
+            return None
+        cls = KINDS.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            self.error(
+                (*path, "kind"),
+                f"unknown kind {kind!r}{did_you_mean(str(kind), KINDS)}"
+                f" (one of: {', '.join(sorted(KINDS))})",
+            )
+            return None
+        data = dict(raw)
+        origin: dict[str, Path_] = {}
+        for key in cls.default_fields:
+            if key not in data and key in defaults:
+                data[key] = defaults[key]
+                origin[key] = ("defaults", key)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            fields = list(cls.model_fields)
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                self.problems.append(self._problem(path, loc, err, fields, origin))
+            return None
+
+    def _catalog(self, directory: str) -> PromptCatalog | None:
+        folder = Path(self.source.file).parent / directory
+        try:
+            return load_catalog(folder)
+        except DialplanError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def _hooks(self, reference: str | None) -> Hooks:
+        if reference is None:
+            return Hooks()
+        try:
+            return import_hooks(reference)
+        except Exception as exc:  # any import failure is the file's problem to report
+            self.error(("hooks",), f"cannot load hooks {reference!r}: {exc}")
+            return Hooks()
+
+    def _cross_check(
+        self,
+        header: DialplanHeader,
+        states: dict[str, State],
+        raw_states: dict[str, Any],
+        catalog: PromptCatalog | None,
+        hooks: Hooks,
+    ) -> None:
+        names = list(raw_states)
+        if header.initial not in raw_states:
+            self.error(
+                ("initial",), f"unknown state {header.initial!r}{did_you_mean(header.initial, names)}"
+            )
+        for name, state in states.items():
+            path: Path_ = ("states", name)
+            for edge in state.edges():
+                if edge.target not in raw_states:
+                    self.error(
+                        (*path, *edge.path),
+                        f"unknown state {edge.target!r}{did_you_mean(edge.target, names)}",
+                    )
+            for hook_path, hook in state.hook_names():
+                if hook not in hooks:
+                    known = f" (known: {', '.join(hooks)})" if len(hooks) else " (no hooks registered)"
+                    hint = did_you_mean(hook, list(hooks)) or known
+                    self.error((*path, *hook_path), f"unknown hook {hook!r}{hint}")
+            if catalog is not None:
+                for ref_path, ref in state.prompt_refs():
+                    self._check_prompt((*path, *ref_path), ref.id, set(ref.params), catalog)
+        if catalog is not None and header.apology is not None:
+            self._check_prompt(("apology",), header.apology, set(), catalog)
+
+    def _check_prompt(
+        self, path: Path_, prompt_id: str, given: set[str], catalog: PromptCatalog
+    ) -> None:
+        if prompt_id not in catalog:
+            self.error(
+                path,
+                f"prompt {prompt_id!r} not in catalog {catalog.directory}"
+                f"{did_you_mean(prompt_id, list(catalog))}",
+            )
+            return
+        needed = set(catalog[prompt_id].params)
+        for missing in sorted(needed - given):
+            self.error(path, f"prompt {prompt_id!r} needs parameter {missing!r}")
+        for extra in sorted(given - needed):
+            self.error(path, f"prompt {prompt_id!r} has no parameter {extra!r}")
+
+
+def _type_name(value: Any) -> str:
+    return {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "empty",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,69 @@
+"""The loaded, validated, immutable dialplan the engine runs and the tools draw."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ivr.dialplan.yaml_source import Source
+from ivr.errors import Problem
+from ivr.hooks import Hooks
+from ivr.prompts.catalog import PromptCatalog
+from ivr.states.base import Edge, State
+from ivr.states.input import INPUT_DEFAULTS, InputState
+
+
+class DialplanHeader(BaseModel):
+    """The top level of a dialplan file, apart from ``defaults`` and ``states``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="", description="the dialplan's name (default: file name)")
+    language: str = Field(default="de", description="prompt language", examples=["de"])
+    prompts: str = Field(
+        description="prompt catalog directory, relative to this file", examples=["../prompts/de"]
+    )
+    initial: str = Field(min_length=1, description="the state a call starts in")
+    hooks: str | None = Field(
+        default=None,
+        description="Python registry of this dialplan's hooks, 'package.module:attribute'",
+        examples=["ivr.portal.hooks:hooks"],
+    )
+    apology: str | None = Field(
+        default="apology",
+        description="prompt played before hanging up when a hook fails (null: none)",
+    )
+
+
+def defaults_schema() -> dict[str, Any]:
+    """JSON Schema of ``defaults``: the input fields every input state inherits."""
+    properties = InputState.model_json_schema()["properties"]
+    return {
+        "type": "object",
+        "description": "values every state takes unless it sets its own",
+        "properties": {name: properties[name] for name in INPUT_DEFAULTS},
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Dialplan:
+    """A validated dialplan. ``states`` keeps file order; ``warnings`` come from checks."""
+
+    name: str
+    file: str
+    language: str
+    catalog: PromptCatalog
+    initial: str
+    states: Mapping[str, State]
+    hooks: Hooks
+    apology: str | None
+    source: Source
+    warnings: tuple[Problem, ...] = field(default=())
+
+    def edges(self) -> list[tuple[str, Edge]]:
+        """``(state, edge)`` for every transition of the dialplan, in file order."""
+        return [(name, edge) for name, state in self.states.items() for edge in state.edges()]

@@ -1,0 +1,28 @@
+"""The per-call session that hooks see: numbers, variables, and the application context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One call as hooks see it.
+
+    ``vars`` are the session variables (collected digits, hook results) that prompts,
+    conditions and templates read. Setting ``vars["mute"] = True`` silences every
+    further prompt (silent mode): prompts count as played at once.
+    ``context`` is whatever the application passed to :class:`ivr.Engine`.
+    """
+
+    call_id: str
+    caller: str = ""
+    called: str = ""
+    vars: dict[str, Any] = field(default_factory=dict)
+    context: Any = None
+
+    @property
+    def muted(self) -> bool:
+        """True when prompts are silenced for this call."""
+        return bool(self.vars.get("mute"))

@@ -1,0 +1,344 @@
+"""The virtual-time runtime: run a dialogue against a scripted caller, record a transcript.
+
+The clock is virtual (in the style of trio's MockClock): it only moves when the
+script waits or when nothing else can happen (autojump to the next timer), and never
+goes backwards. A complete scripted call runs in microseconds.
+
+Key script (the tester's interface), tokens separated by spaces:
+
+- ``4711#`` — DTMF keys, pressed 100 ms apart once the dialogue waits for input
+  (the current prompt has finished);
+- ``now=*11`` — keys pressed at once, during the current prompt (barge-in);
+- ``wait=7.5`` — let 7.5 virtual seconds pass (to reach timeouts);
+- ``hangup`` — the caller hangs up.
+
+After the last token the clock autojumps until the call ends.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivr.commands import (
+    CancelTimer,
+    Command,
+    Dial,
+    Hangup,
+    PlayPrompt,
+    PullCall,
+    StartTimer,
+    StopPrompt,
+    Transfer,
+)
+from ivr.dialogue import Dialogue, Engine
+from ivr.errors import IvrError
+from ivr.events import DTMF_KEYS, CallHungUp, CallStarted, DigitReceived, Event, PromptFinished, TimerFired
+from ivr.prompts.durations import PromptDurations
+from ivr.secret import MASK
+
+KEY_GAP = 0.1
+MAX_CALL_SECONDS = 3600.0
+OUTCOMES = ("pulled", "dialed", "transferred", "refused", "hangup", "caller_hangup")
+
+
+class SimulationError(IvrError):
+    """A script is malformed, or a simulated call did not end in time."""
+
+
+# --- the script --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Press:
+    """Press ``keys`` once the dialogue waits for input (``now``: at once, barge-in)."""
+
+    keys: str
+    now: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Let ``seconds`` of virtual time pass."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """The caller hangs up."""
+
+
+Step = Press | Wait | HangUp
+
+
+def parse_script(script: str | Iterable[str]) -> list[Step]:
+    """Parse key tokens (a string or a list of tokens) into steps."""
+    tokens = script.split() if isinstance(script, str) else [str(t) for t in script]
+    steps: list[Step] = []
+    for token in tokens:
+        if token == "hangup":
+            steps.append(HangUp())
+        elif token.startswith("wait="):
+            try:
+                seconds = float(token[5:])
+            except ValueError:
+                raise SimulationError(f"bad token {token!r}: wait=SECONDS") from None
+            if not 0 <= seconds <= MAX_CALL_SECONDS:
+                raise SimulationError(f"bad token {token!r}: 0 <= seconds <= {MAX_CALL_SECONDS:g}")
+            steps.append(Wait(seconds))
+        else:
+            now = token.startswith("now=")
+            keys = token[4:] if now else token
+            bad = [k for k in keys if k not in DTMF_KEYS]
+            if not keys or bad:
+                raise SimulationError(
+                    f"bad token {token!r}: use DTMF keys (0-9 * # A-D), now=KEYS, wait=N or hangup"
+                )
+            steps.append(Press(keys, now=now))
+    return steps
+
+
+# --- the clock -----------------------------------------------------------------------
+class VirtualClock:
+    """Virtual time with scheduled callbacks; ``jump`` moves forward, never back."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._cancelled: set[int] = set()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> int:
+        """Run ``callback`` when the clock reaches ``when``; returns a handle."""
+        handle = next(self._seq)
+        heapq.heappush(self._heap, (max(when, self.now), handle, callback))
+        return handle
+
+    def cancel(self, handle: int) -> None:
+        """Forget a scheduled callback."""
+        self._cancelled.add(handle)
+
+    def next_deadline(self) -> float | None:
+        """When the next live callback is due, or None."""
+        while self._heap and self._heap[0][1] in self._cancelled:
+            self._cancelled.discard(heapq.heappop(self._heap)[1])
+        return self._heap[0][0] if self._heap else None
+
+    def jump(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, running what falls due, in order."""
+        if seconds < 0:
+            raise ValueError("time never goes backwards")
+        self.run_until(self.now + seconds)
+
+    def run_until(self, when: float) -> None:
+        """Run every callback due up to ``when``; then the clock reads ``when``."""
+        while True:
+            deadline = self.next_deadline()
+            if deadline is None or deadline > when:
+                break
+            _, handle, callback = heapq.heappop(self._heap)
+            self.now = deadline
+            callback()
+        self.now = max(self.now, when)
+
+    def autojump(self) -> bool:
+        """Jump to the next due callback and run it; False when nothing is scheduled."""
+        deadline = self.next_deadline()
+        if deadline is None:
+            return False
+        self.run_until(deadline)
+        return True
+
+
+# --- the simulated call ---------------------------------------------------------------
+@dataclass(slots=True)
+class SimCall:
+    """One simulated call: its transcript lines and outcome."""
+
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str | None = None
+
+    def prompts(self) -> list[str]:
+        """Ids of the prompts the caller heard (started), in order."""
+        return [line["id"] for line in self.lines if line["type"] == "prompt"]
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """Transcript lines of one ``type``."""
+        return [line for line in self.lines if line["type"] == kind]
+
+
+class Simulator:
+    """Runs one call of ``engine`` against a script, on a virtual clock."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        durations: Callable[[str, Mapping[str, Any]], float] | None = None,
+        key_gap: float = KEY_GAP,
+        max_seconds: float = MAX_CALL_SECONDS,
+        record_states: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.catalog = engine.dialplan.catalog
+        self.durations = durations or PromptDurations(self.catalog)
+        self.key_gap = key_gap
+        self.max_seconds = max_seconds
+        self.record_states = record_states
+
+    def run(
+        self, script: str | Iterable[str] | list[Step], *, caller: str, called: str = "", call_id: str = "sim"
+    ) -> SimCall:
+        """Start a call from ``caller``, play ``script``, autojump to its end."""
+        steps = script if isinstance(script, list) and all(isinstance(s, Press | Wait | HangUp) for s in script) else parse_script(script)  # type: ignore[arg-type]
+        run = _Run(self, call_id)
+        run.send(CallStarted(caller=caller, called=called, call_id=call_id))
+        for step in steps:
+            if run.dialogue.ended:
+                break
+            if isinstance(step, Press):
+                run.press(step.keys, now=step.now)
+            elif isinstance(step, Wait):
+                run.clock.jump(step.seconds)
+            else:
+                run.send(CallHungUp())
+        run.finish()
+        return run.call
+
+
+class _Run:
+    """The mutable state of one simulated call."""
+
+    def __init__(self, sim: Simulator, call_id: str) -> None:
+        self.sim = sim
+        self.clock = VirtualClock()
+        self.call = SimCall()
+        self.playing: tuple[int, int] | None = None  # (playback, clock handle)
+        self.timers: dict[str, int] = {}
+        self.states: list[tuple[int, str, str]] = []
+        if sim.record_states:
+            sim.engine.listeners.append(self._on_transition)
+        self.dialogue: Dialogue = sim.engine.new_call(call_id)
+
+    def line(self, kind: str, **data: Any) -> None:
+        self.call.lines.append({"t": round(self.clock.now, 3), "type": kind, **data})
+
+    def _on_transition(self, dialogue: Dialogue, trigger: str, source: str, dest: str) -> None:
+        if dialogue is self.dialogue:
+            self.states.append((dialogue.emitted, dest, trigger))
+
+    def send(self, event: Event) -> None:
+        if self.dialogue.ended:
+            return
+        if isinstance(event, CallHungUp):
+            self.line("caller_hangup")
+        self.states.clear()
+        commands = self.dialogue.handle(event)
+        states = iter(list(self.states))
+        pending = next(states, None)
+        for index, command in enumerate([*commands, None]):
+            while pending is not None and pending[0] <= index:
+                self.line("state", state=pending[1], trigger=pending[2])
+                pending = next(states, None)
+            if command is not None:
+                self.execute(command)
+        if self.dialogue.ended:
+            self.call.outcome = self.dialogue.outcome
+            self.stop_all()
+
+    def execute(self, command: Command) -> None:
+        if isinstance(command, PlayPrompt):
+            params = dict(command.params)
+            text = self.sim.catalog.text(command.prompt, params)
+            seconds = self.sim.durations(command.prompt, params)
+            self.line("prompt", id=command.prompt, text=text, params=params,
+                      bargein=command.bargein, seconds=seconds)
+            playback = command.playback
+            handle = self.clock.call_at(
+                self.clock.now + seconds, lambda: self._finished(playback)
+            )
+            self.playing = (playback, handle)
+        elif isinstance(command, StopPrompt):
+            if self.playing is not None and self.playing[0] == command.playback:
+                self.clock.cancel(self.playing[1])
+                self.playing = None
+                self.line("stop", playback=command.playback)
+        elif isinstance(command, StartTimer):
+            self._cancel_timer(command.timer)
+            name = command.timer
+            self.timers[name] = self.clock.call_at(
+                self.clock.now + command.seconds, lambda: self._fired(name)
+            )
+            self.line("timer", timer=name, seconds=command.seconds)
+        elif isinstance(command, CancelTimer):
+            self._cancel_timer(command.timer)
+        elif isinstance(command, PullCall):
+            self.line("pull", call=command.call)
+        elif isinstance(command, Dial):
+            self.line("dial", number=command.number, caller_id=command.caller_id,
+                      display_name=command.display_name)
+        elif isinstance(command, Transfer):
+            self.line("transfer", target=command.target)
+        elif isinstance(command, Hangup):
+            self.line("hangup", reason=command.reason)
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self.timers.pop(name, None)
+        if handle is not None:
+            self.clock.cancel(handle)
+
+    def _finished(self, playback: int) -> None:
+        self.playing = None
+        self.send(PromptFinished(playback=playback))
+
+    def _fired(self, name: str) -> None:
+        self.timers.pop(name, None)
+        self.line("timeout", timer=name)
+        self.send(TimerFired(timer=name))
+
+    def stop_all(self) -> None:
+        if self.playing is not None:
+            self.clock.cancel(self.playing[1])
+            self.playing = None
+        for handle in self.timers.values():
+            self.clock.cancel(handle)
+        self.timers.clear()
+
+    def wait_for_input(self) -> None:
+        while self.playing is not None and not self.dialogue.ended:
+            self.clock.autojump()
+
+    def press(self, keys: str, *, now: bool) -> None:
+        if not now:
+            self.wait_for_input()
+        for i, key in enumerate(keys):
+            if self.dialogue.ended:
+                return
+            if i:
+                self.clock.jump(self.sim.key_gap)
+                if self.dialogue.ended:
+                    return
+            secret = self.dialogue.input_is_secret and key != _terminator(self.dialogue)
+            self.line("key", key=MASK if secret else key, **({"bargein": True} if self.playing else {}))
+            self.send(DigitReceived(digit=key))
+
+    def finish(self) -> None:
+        limit = self.sim.max_seconds
+        while not self.dialogue.ended:
+            if self.clock.now > limit or not self.clock.autojump():
+                reason = "is stuck waiting" if self.clock.now <= limit else f"ran past {limit:g} s"
+                self.sim.engine.machine.remove_model(self.dialogue) if not self.dialogue.ended else None
+                self._detach()
+                raise SimulationError(f"call did not end: it {reason} (state {self.dialogue.state!r})")
+        self.line("end", outcome=self.call.outcome, state=self.dialogue.state)
+        self._detach()
+
+    def _detach(self) -> None:
+        if self.sim.record_states:
+            self.sim.engine.listeners.remove(self._on_transition)
+
+
+def _terminator(dialogue: Dialogue) -> str:
+    return str(getattr(dialogue.current, "terminator", ""))
