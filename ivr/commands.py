@@ -6,6 +6,7 @@ All commands are frozen, slotted, keyword-only dataclasses that validate on cons
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -21,7 +22,7 @@ class Command:
     __slots__ = ()
 
 
-def _freeze(params: Any) -> MappingProxyType[str, Any]:
+def _freeze(params: Any) -> Mapping[str, Any]:
     if isinstance(params, MappingProxyType):
         return params
     if not isinstance(params, dict):
@@ -41,7 +42,7 @@ class PlayPrompt(Command):
 
     prompt: str
     playback: int
-    params: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     bargein: bool = True
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ def check_account(session: Session) -> str:
     """``ok`` (and ``balance`` set) when account and PIN match, else ``wrong``."""
     account = ACCOUNTS.get(str(session.vars.get("account", "")))
     pin = session.vars.get("pin")
-    if account is None or not isinstance(pin, Secret) or not pin == account[0]:
+    if account is None or not isinstance(pin, Secret) or pin != account[0]:
         return "wrong"
     session.vars["balance"] = account[1]
     return "ok"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,15 @@ from ivr.commands import (
 )
 from ivr.dialogue import Dialogue, Engine
 from ivr.errors import IvrError
-from ivr.events import DTMF_KEYS, CallHungUp, CallStarted, DigitReceived, Event, PromptFinished, TimerFired
+from ivr.events import (
+    DTMF_KEYS,
+    CallHungUp,
+    CallStarted,
+    DigitReceived,
+    Event,
+    PromptFinished,
+    TimerFired,
+)
 from ivr.prompts.durations import PromptDurations
 from ivr.secret import MASK
 
@@ -138,7 +146,7 @@ class VirtualClock:
             deadline = self.next_deadline()
             if deadline is None or deadline > when:
                 break
-            _, handle, callback = heapq.heappop(self._heap)
+            _, _handle, callback = heapq.heappop(self._heap)
             self.now = deadline
             callback()
         self.now = max(self.now, when)
@@ -189,10 +197,15 @@ class Simulator:
         self.record_states = record_states
 
     def run(
-        self, script: str | Iterable[str] | list[Step], *, caller: str, called: str = "", call_id: str = "sim"
+        self,
+        script: str | Iterable[str] | Sequence[Step],
+        *,
+        caller: str,
+        called: str = "",
+        call_id: str = "sim",
     ) -> SimCall:
         """Start a call from ``caller``, play ``script``, autojump to its end."""
-        steps = script if isinstance(script, list) and all(isinstance(s, Press | Wait | HangUp) for s in script) else parse_script(script)  # type: ignore[arg-type]
+        steps = _steps(script)
         run = _Run(self, call_id)
         run.send(CallStarted(caller=caller, called=called, call_id=call_id))
         for step in steps:
@@ -253,12 +266,16 @@ class _Run:
             params = dict(command.params)
             text = self.sim.catalog.text(command.prompt, params)
             seconds = self.sim.durations(command.prompt, params)
-            self.line("prompt", id=command.prompt, text=text, params=params,
-                      bargein=command.bargein, seconds=seconds)
-            playback = command.playback
-            handle = self.clock.call_at(
-                self.clock.now + seconds, lambda: self._finished(playback)
+            self.line(
+                "prompt",
+                id=command.prompt,
+                text=text,
+                params=params,
+                bargein=command.bargein,
+                seconds=seconds,
             )
+            playback = command.playback
+            handle = self.clock.call_at(self.clock.now + seconds, lambda: self._finished(playback))
             self.playing = (playback, handle)
         elif isinstance(command, StopPrompt):
             if self.playing is not None and self.playing[0] == command.playback:
@@ -277,8 +294,12 @@ class _Run:
         elif isinstance(command, PullCall):
             self.line("pull", call=command.call)
         elif isinstance(command, Dial):
-            self.line("dial", number=command.number, caller_id=command.caller_id,
-                      display_name=command.display_name)
+            self.line(
+                "dial",
+                number=command.number,
+                caller_id=command.caller_id,
+                display_name=command.display_name,
+            )
         elif isinstance(command, Transfer):
             self.line("transfer", target=command.target)
         elif isinstance(command, Hangup):
@@ -321,7 +342,9 @@ class _Run:
                 if self.dialogue.ended:
                     return
             secret = self.dialogue.input_is_secret and key != _terminator(self.dialogue)
-            self.line("key", key=MASK if secret else key, **({"bargein": True} if self.playing else {}))
+            self.line(
+                "key", key=MASK if secret else key, **({"bargein": True} if self.playing else {})
+            )
             self.send(DigitReceived(digit=key))
 
     def finish(self) -> None:
@@ -329,9 +352,13 @@ class _Run:
         while not self.dialogue.ended:
             if self.clock.now > limit or not self.clock.autojump():
                 reason = "is stuck waiting" if self.clock.now <= limit else f"ran past {limit:g} s"
-                self.sim.engine.machine.remove_model(self.dialogue) if not self.dialogue.ended else None
+                self.sim.engine.machine.remove_model(
+                    self.dialogue
+                ) if not self.dialogue.ended else None
                 self._detach()
-                raise SimulationError(f"call did not end: it {reason} (state {self.dialogue.state!r})")
+                raise SimulationError(
+                    f"call did not end: it {reason} (state {self.dialogue.state!r})"
+                )
         self.line("end", outcome=self.call.outcome, state=self.dialogue.state)
         self._detach()
 
@@ -340,5 +367,37 @@ class _Run:
             self.sim.engine.listeners.remove(self._on_transition)
 
 
+def _steps(script: str | Iterable[str] | Sequence[Step]) -> list[Step]:
+    if isinstance(script, str):
+        return parse_script(script)
+    items = list(script)
+    if all(isinstance(item, Press | Wait | HangUp) for item in items):
+        return [item for item in items if isinstance(item, Press | Wait | HangUp)]
+    return parse_script([str(item) for item in items])
+
+
 def _terminator(dialogue: Dialogue) -> str:
     return str(getattr(dialogue.current, "terminator", ""))
+
+
+def format_transcript(lines: list[dict[str, Any]]) -> str:
+    """A readable transcript: one line per thing heard, pressed or done."""
+    out: list[str] = []
+    for line in lines:
+        kind = line["type"]
+        if kind == "prompt":
+            detail = f'{line["id"]}: "{line["text"]}"'
+        elif kind == "key":
+            detail = line["key"] + ("  (during prompt)" if line.get("bargein") else "")
+        elif kind == "state":
+            detail = f"-> {line['state']}"
+        elif kind == "end":
+            detail = f"outcome {line['outcome']} (in state {line['state']})"
+        elif kind in ("timer", "stop"):
+            continue
+        else:
+            detail = " ".join(
+                f"{k}={v}" for k, v in line.items() if k not in ("t", "type") and v != ""
+            )
+        out.append(f"{line['t']:8.2f}  {kind:<13} {detail}".rstrip())
+    return "\n".join(out)

@@ -35,7 +35,9 @@ def find_warnings(plan: Dialplan) -> list[Problem]:
     for name, state in plan.states.items():
         path = ("states", name)
         if name not in reachable:
-            warnings.append(_warn(plan, path, f"state {name!r} is unreachable from {plan.initial!r}"))
+            warnings.append(
+                _warn(plan, path, f"state {name!r} is unreachable from {plan.initial!r}")
+            )
         elif name not in can_end:
             warnings.append(
                 _warn(plan, path, f"no hang-up can ever be reached from state {name!r}")

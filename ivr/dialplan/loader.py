@@ -82,7 +82,9 @@ class _Loader:
         states: dict[str, State] = {}
         for name, raw in raw_states.items():
             if not set(name) <= STATE_NAME_CHARS:
-                self.error(("states", name), "state names use letters, digits, _ and -", at_key=True)
+                self.error(
+                    ("states", name), "state names use letters, digits, _ and -", at_key=True
+                )
             state = self._state(name, raw, defaults)
             if state is not None:
                 states[name] = state
@@ -118,7 +120,12 @@ class _Loader:
             return None
 
     def _problem(
-        self, path: Path_, loc: Path_, err: Any, fields: list[str], origin: dict[str, Path_] | None = None
+        self,
+        path: Path_,
+        loc: Path_,
+        err: Any,
+        fields: list[str],
+        origin: dict[str, Path_] | None = None,
     ) -> Problem:
         kind = err["type"]
         where = (*path, *loc)
@@ -198,7 +205,8 @@ class _Loader:
         names = list(raw_states)
         if header.initial not in raw_states:
             self.error(
-                ("initial",), f"unknown state {header.initial!r}{did_you_mean(header.initial, names)}"
+                ("initial",),
+                f"unknown state {header.initial!r}{did_you_mean(header.initial, names)}",
             )
         for name, state in states.items():
             path: Path_ = ("states", name)
@@ -210,7 +218,9 @@ class _Loader:
                     )
             for hook_path, hook in state.hook_names():
                 if hook not in hooks:
-                    known = f" (known: {', '.join(hooks)})" if len(hooks) else " (no hooks registered)"
+                    known = (
+                        f" (known: {', '.join(hooks)})" if len(hooks) else " (no hooks registered)"
+                    )
                     hint = did_you_mean(hook, list(hooks)) or known
                     self.error((*path, *hook_path), f"unknown hook {hook!r}{hint}")
             if catalog is not None:

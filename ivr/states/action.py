@@ -65,6 +65,4 @@ class Action(State):
         elif self.next is not None:
             call.goto("next")
         else:
-            call.fail(
-                HookError(f"hook {self.hook!r} returned {key!r}; state has no branch for it")
-            )
+            call.fail(HookError(f"hook {self.hook!r} returned {key!r}; state has no branch for it"))

@@ -9,7 +9,7 @@ which turn into commands.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
@@ -124,7 +124,7 @@ class Edge:
 class Call(Protocol):
     """What a state kind may do to its call (implemented by :class:`ivr.Dialogue`)."""
 
-    vars: MutableMapping[str, Any]
+    vars: dict[str, Any]
     scratch: dict[str, Any]
     typeahead: list[str]
 

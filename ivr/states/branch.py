@@ -39,7 +39,8 @@ class Branch(State):
 
     def edges(self) -> list[Edge]:
         edges = [
-            Edge(f"case:{i + 1}", case.goto, ("cases", i, "goto")) for i, case in enumerate(self.cases)
+            Edge(f"case:{i + 1}", case.goto, ("cases", i, "goto"))
+            for i, case in enumerate(self.cases)
         ]
         return [*edges, Edge("otherwise", self.otherwise, ("otherwise",))]
 

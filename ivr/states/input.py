@@ -15,7 +15,16 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from ivr.states.base import Call, Edge, Escalation, PromptRef, Prompts, State, StateName, prompt_paths
+from ivr.states.base import (
+    Call,
+    Edge,
+    Escalation,
+    PromptRef,
+    Prompts,
+    State,
+    StateName,
+    prompt_paths,
+)
 
 INPUT_DEFAULTS: tuple[str, ...] = (
     "bargein",
@@ -66,7 +75,8 @@ class InputState(State):
         default=None, description="state after max_noinput no-inputs (required here or in defaults)"
     )
     on_max_nomatch: StateName | None = Field(
-        default=None, description="state after max_nomatch no-matches (required here or in defaults)"
+        default=None,
+        description="state after max_nomatch no-matches (required here or in defaults)",
     )
 
     @model_validator(mode="after")
@@ -144,9 +154,7 @@ class InputState(State):
         else:
             self._escalate(call, self.nomatch, count)
 
-    def _escalate(
-        self, call: Call, levels: tuple[tuple[PromptRef, ...], ...], count: int
-    ) -> None:
+    def _escalate(self, call: Call, levels: tuple[tuple[PromptRef, ...], ...], count: int) -> None:
         prompts: tuple[PromptRef, ...] = levels[min(count, len(levels)) - 1] if levels else ()
         if self.reprompt:
             prompts = prompts + self.prompt

@@ -87,9 +87,7 @@ class Menu(InputState):
         return options
 
     def model_post_init(self, context: object) -> None:
-        self._prefixes = frozenset(
-            code[:i] for code in self.options for i in range(1, len(code))
-        )
+        self._prefixes = frozenset(code[:i] for code in self.options for i in range(1, len(code)))
 
     def overlaps(self) -> list[tuple[str, str]]:
         """Pairs (short, long) of codes where one is a prefix of the other."""
@@ -101,7 +99,10 @@ class Menu(InputState):
         )
 
     def edges(self) -> list[Edge]:
-        edges = [Edge(f"option:{code}", target, ("options", code)) for code, target in self.options.items()]
+        edges = [
+            Edge(f"option:{code}", target, ("options", code))
+            for code, target in self.options.items()
+        ]
         if self.entry is not None:
             edges.append(Edge("entry", self.entry.next, ("entry", "next")))
         return edges + super().edges()

@@ -1,0 +1,54 @@
+# The two commands of the quick start: `make run` and `make test`.
+# Both install everything they need: Debian packages (apt-get, as root) and a
+# project virtualenv in .venv.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the project needs, and one command each provides (to skip apt when present)
+SYSTEM_PACKAGES := graphviz
+SYSTEM_COMMANDS := dot
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test system venv lint typecheck unit bench schema clean
+
+run: system venv
+	$(BIN)/ivr check dialplans/demo.yaml
+	$(BIN)/ivr simulate dialplans/demo.yaml --caller "+49 171 1234567" --keys "2 12345# 1234 0"
+
+test: system venv lint typecheck unit
+
+system:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing=yes; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES); \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check ivr tests bench examples
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q
+
+bench: venv
+	$(BIN)/python bench/sim_throughput.py
+
+schema: venv
+	$(BIN)/ivr schema -o dialplan.schema.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,93 @@
+"""pytest plugin (entry point ``pytest11``): a thin layer over :mod:`ivr.testing`.
+
+- Collects scenario files: ``*.yaml`` files inside a directory named ``scenarios``;
+  each scenario becomes a test item; a failure shows expected vs actual transcript.
+- Fixture ``ivr_simulate``: run a scripted call in a test, engines cached per session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr.errors import IvrError
+from ivr.sim import SimCall
+from ivr.testing import ScenarioResult, ScenarioRunner, load_scenarios
+
+_RUNNER = ScenarioRunner()
+_RESULTS: dict[Path, dict[str, ScenarioResult]] = {}
+
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
+    if file_path.suffix == ".yaml" and file_path.parent.name == "scenarios":
+        return ScenarioFileItem.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFileItem(pytest.File):
+    """A scenario file: one test per scenario."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            spec, _lines = load_scenarios(self.path)
+        except IvrError as exc:
+            raise self.CollectError(str(exc)) from None
+        for scenario in spec.scenarios:
+            yield ScenarioItem.from_parent(self, name=scenario.name)
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario of a scenario file."""
+
+    def runtest(self) -> None:
+        if self.path not in _RESULTS:
+            _RESULTS[self.path] = {r.name: r for r in _RUNNER.run_file(self.path)}
+        result = _RESULTS[self.path].get(self.name)
+        if result is None:
+            raise ScenarioFailed(f"scenario {self.name!r} was not run")
+        if not result.passed:
+            raise ScenarioFailed(result.report(), result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailed):
+            return f"scenario {self.name!r} failed:\n{excinfo.value}"
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario: {self.name}"
+
+
+class ScenarioFailed(AssertionError):
+    """A scenario did not produce what it expects."""
+
+    def __init__(self, message: str, result: ScenarioResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@pytest.fixture(scope="session")
+def ivr_runner() -> ScenarioRunner:
+    """The session's scenario runner (engines built once per dialplan)."""
+    return _RUNNER
+
+
+@pytest.fixture
+def ivr_simulate(ivr_runner: ScenarioRunner) -> Callable[..., SimCall]:
+    """``ivr_simulate(dialplan, keys="1 2#", caller="+49...")`` -> transcript of the call."""
+    from ivr.sim import Simulator
+
+    def run(
+        dialplan: str | Path,
+        *,
+        keys: str = "",
+        caller: str,
+        called: str = "",
+        portal: str | Path | None = None,
+    ) -> SimCall:
+        engine = ivr_runner.engine(Path(dialplan), Path(portal) if portal else None)
+        return Simulator(engine).run(keys, caller=caller, called=called)
+
+    return run

@@ -1,0 +1,321 @@
+"""Scripted-call testing as public API: run scripts and scenario files, assert what the
+caller heard, and measure transition coverage.
+
+    from ivr.testing import simulate
+    call = simulate("dialplans/demo.yaml", keys="2 12345# 1234", caller="+4917112345")
+    assert_prompts(call, ["demo_welcome", "demo_menu", "demo_enter_account"], exact=False)
+
+Scenario files (YAML) hold a dialplan path (relative to the file) and one or more
+scenarios::
+
+    dialplan: ../../dialplans/demo.yaml
+    scenarios:
+      - name: sales
+        caller: "+4917112345"
+        keys: "1"
+        expect:
+          outcome: transferred
+          prompts: [demo_welcome, demo_menu, demo_connecting]   # exact order
+          prompts_include: [demo_connecting]                     # subsequence
+          prompts_exclude: [apology]
+          lines_include: [{type: transfer, target: "sip:sales@127.0.0.1"}]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ivr.dialogue import Engine, coverage_listener
+from ivr.dialplan.loader import load_dialplan
+from ivr.dialplan.yaml_source import read_yaml
+from ivr.errors import DialplanError, IvrError, Problem
+from ivr.sim import OUTCOMES, SimCall, SimulationError, Simulator, format_transcript, parse_script
+
+EngineFactory = Callable[[Path, Path | None], Engine]
+
+
+def default_engine(dialplan: Path, portal: Path | None = None) -> Engine:
+    """Build an engine for ``dialplan`` (with the portal domain when ``portal`` is given)."""
+    if portal is not None:
+        raise IvrError(f"{portal}: portal configurations are not supported yet")
+    return Engine(load_dialplan(dialplan))
+
+
+def simulate(
+    dialplan: str | Path | Engine,
+    *,
+    keys: str | Iterable[str] = "",
+    caller: str,
+    called: str = "",
+    portal: str | Path | None = None,
+) -> SimCall:
+    """Run one scripted call and return its transcript."""
+    engine = (
+        dialplan
+        if isinstance(dialplan, Engine)
+        else default_engine(Path(dialplan), Path(portal) if portal else None)
+    )
+    return Simulator(engine).run(keys, caller=caller, called=called)
+
+
+# --- assertions --------------------------------------------------------------------
+class TranscriptMismatch(AssertionError):
+    """A scripted call did not go as expected; the message shows both transcripts."""
+
+
+def is_subsequence(wanted: Sequence[Any], actual: Sequence[Any]) -> bool:
+    """True when ``wanted`` appears in ``actual`` in order (gaps allowed)."""
+    it = iter(actual)
+    return all(any(item == have for have in it) for item in wanted)
+
+
+def _line_matches(wanted: dict[str, Any], line: dict[str, Any]) -> bool:
+    return all(line.get(k) == v for k, v in wanted.items())
+
+
+def check_call(call: SimCall, expect: Expectation) -> list[str]:
+    """Every way ``call`` differs from ``expect`` (empty when it matches)."""
+    failures: list[str] = []
+    heard = call.prompts()
+    if expect.outcome is not None and call.outcome != expect.outcome:
+        failures.append(f"outcome: expected {expect.outcome!r}, got {call.outcome!r}")
+    if expect.prompts is not None and heard != expect.prompts:
+        failures.append(f"prompts: expected exactly {expect.prompts}, heard {heard}")
+    if expect.prompts_include and not is_subsequence(expect.prompts_include, heard):
+        failures.append(f"prompts: expected {expect.prompts_include} in order, heard {heard}")
+    for prompt in expect.prompts_exclude:
+        if prompt in heard:
+            failures.append(f"prompts: {prompt!r} was heard but must not be")
+    lines = iter(call.lines)
+    for wanted in expect.lines_include:
+        if not any(_line_matches(wanted, line) for line in lines):
+            failures.append(f"lines: no line matching {wanted} (in order)")
+            break
+    return failures
+
+
+def assert_call(call: SimCall, **expect: Any) -> None:
+    """Assert a call against expectations (same keys as a scenario's ``expect``)."""
+    failures = check_call(call, Expectation.model_validate(expect))
+    if failures:
+        raise TranscriptMismatch(_report(failures, call))
+
+
+def assert_prompts(call: SimCall, prompts: list[str], *, exact: bool = True) -> None:
+    """Assert the prompts heard: exactly (default) or as a subsequence."""
+    assert_call(call, **({"prompts": prompts} if exact else {"prompts_include": prompts}))
+
+
+def _report(failures: list[str], call: SimCall) -> str:
+    return "\n".join([*failures, "actual transcript:", format_transcript(call.lines)])
+
+
+# --- scenario files ------------------------------------------------------------------
+class Expectation(BaseModel):
+    """What a scripted call must produce."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: str | None = Field(default=None, description=f"one of {', '.join(OUTCOMES)}")
+    prompts: list[str] | None = Field(default=None, description="exact prompt ids, in order")
+    prompts_include: list[str] = Field(default_factory=list, description="a subsequence")
+    prompts_exclude: list[str] = Field(default_factory=list, description="never heard")
+    lines_include: list[dict[str, Any]] = Field(
+        default_factory=list, description="transcript lines (partial match), in order"
+    )
+
+
+class Scenario(BaseModel):
+    """One scripted call and what it must produce."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    caller: str
+    called: str = ""
+    keys: str = ""
+    expect: Expectation = Field(default_factory=Expectation)
+
+
+class ScenarioFile(BaseModel):
+    """A scenario file: the dialplan (and portal) under test and its scenarios."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dialplan: str
+    portal: str | None = None
+    scenarios: list[Scenario] = Field(min_length=1)
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """The result of one scenario."""
+
+    name: str
+    file: str
+    line: int
+    failures: list[str]
+    call: SimCall | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when the scenario produced what it expects."""
+        return not self.failures
+
+    def report(self) -> str:
+        """Expected vs actual, for a failure message."""
+        if self.call is None:
+            return "\n".join(self.failures)
+        return _report(self.failures, self.call)
+
+
+@dataclass(slots=True)
+class ScenarioRunner:
+    """Runs scenario files, reusing one engine per (dialplan, portal) and counting coverage."""
+
+    engine_factory: EngineFactory = default_engine
+    engines: dict[tuple[Path, Path | None], Engine] = field(default_factory=dict)
+    fired: dict[tuple[Path, Path | None], Counter[str]] = field(default_factory=dict)
+
+    def engine(self, dialplan: Path, portal: Path | None) -> Engine:
+        """The engine for this dialplan and portal (built once)."""
+        key = (dialplan.resolve(), portal.resolve() if portal else None)
+        if key not in self.engines:
+            engine = self.engine_factory(*key)
+            counter: Counter[str] = Counter()
+            engine.listeners.append(coverage_listener(counter))
+            self.engines[key] = engine
+            self.fired[key] = counter
+        return self.engines[key]
+
+    def run_file(self, path: str | Path) -> list[ScenarioResult]:
+        """Run every scenario in ``path``; a broken file is one failed result."""
+        path = Path(path)
+        try:
+            spec, lines = load_scenarios(path)
+            dialplan = path.parent / spec.dialplan
+            portal = (path.parent / spec.portal) if spec.portal else None
+            engine = self.engine(dialplan, portal)
+        except IvrError as exc:
+            return [ScenarioResult(path.name, str(path), 0, [str(exc)])]
+        results = []
+        for scenario, line in zip(spec.scenarios, lines, strict=True):
+            results.append(self.run(engine, scenario, str(path), line))
+        return results
+
+    def run(
+        self, engine: Engine, scenario: Scenario, file: str = "", line: int = 0
+    ) -> ScenarioResult:
+        """Run one scenario on ``engine``."""
+        try:
+            call = Simulator(engine).run(
+                parse_script(scenario.keys),
+                caller=scenario.caller,
+                called=scenario.called,
+                call_id=scenario.name,
+            )
+        except SimulationError as exc:
+            return ScenarioResult(scenario.name, file, line, [str(exc)])
+        return ScenarioResult(scenario.name, file, line, check_call(call, scenario.expect), call)
+
+    def coverage(self) -> list[Coverage]:
+        """Transition coverage of everything run so far, per engine."""
+        return [Coverage.of(engine, self.fired[key]) for key, engine in self.engines.items()]
+
+
+def load_scenarios(path: Path) -> tuple[ScenarioFile, list[int]]:
+    """Read and validate a scenario file; returns it and each scenario's line."""
+    source = read_yaml(path)
+    data = source.data
+    if isinstance(data, dict) and "scenarios" not in data:  # a file with one scenario
+        single = {k: v for k, v in data.items() if k not in ("dialplan", "portal")}
+        single.setdefault("name", path.stem)
+        data = {k: v for k, v in data.items() if k in ("dialplan", "portal")}
+        data["scenarios"] = [single]
+    if not isinstance(data, dict):
+        raise DialplanError(source.problem((), "a scenario file must be a mapping"))
+    try:
+        spec = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise DialplanError(
+            [source.problem(tuple(err["loc"]), err["msg"]) for err in exc.errors()]
+        ) from None
+    lines = [
+        source.values.get(("scenarios", i), source.values[()]).line
+        for i in range(len(spec.scenarios))
+    ]
+    return spec, lines
+
+
+# --- coverage ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Which states and transitions of a dialplan the scripted calls exercised."""
+
+    dialplan: str
+    states: tuple[str, ...]
+    states_hit: frozenset[str]
+    transitions: tuple[tuple[str, str, str], ...]
+    transitions_hit: frozenset[str]
+
+    @classmethod
+    def of(cls, engine: Engine, fired: Counter[str]) -> Coverage:
+        """Coverage of ``engine`` given the trigger counts ``fired``."""
+        triggers = tuple(t for t in engine.triggers() if t[0] != "start")
+        hit_states = {dest for name, _src, dest in engine.triggers() if fired[name]}
+        return cls(
+            dialplan=engine.dialplan.file,
+            states=tuple(engine.dialplan.states),
+            states_hit=frozenset(hit_states),
+            transitions=triggers,
+            transitions_hit=frozenset(name for name, *_ in triggers if fired[name]),
+        )
+
+    @property
+    def state_ratio(self) -> float:
+        """Share of states entered at least once."""
+        return len(self.states_hit & set(self.states)) / max(1, len(self.states))
+
+    @property
+    def transition_ratio(self) -> float:
+        """Share of transitions taken at least once."""
+        return len(self.transitions_hit) / max(1, len(self.transitions))
+
+    def report(self) -> str:
+        """A readable coverage report listing what was missed."""
+        lines = [
+            f"coverage of {self.dialplan}: states {len(self.states_hit & set(self.states))}/"
+            f"{len(self.states)} ({self.state_ratio:.0%}), transitions "
+            f"{len(self.transitions_hit)}/{len(self.transitions)} ({self.transition_ratio:.0%})"
+        ]
+        lines += [f"  state never entered: {s}" for s in self.states if s not in self.states_hit]
+        lines += [
+            f"  transition never taken: {src} --{name.partition('>')[2]}--> {dest}"
+            for name, src, dest in self.transitions
+            if name not in self.transitions_hit
+        ]
+        return "\n".join(lines)
+
+
+__all__ = [
+    "Coverage",
+    "Expectation",
+    "Problem",
+    "Scenario",
+    "ScenarioFile",
+    "ScenarioResult",
+    "ScenarioRunner",
+    "TranscriptMismatch",
+    "assert_call",
+    "assert_prompts",
+    "check_call",
+    "is_subsequence",
+    "load_scenarios",
+    "simulate",
+]
