@@ -22,6 +22,10 @@ class Command:
     __slots__ = ()
 
 
+#: the shared, read-only empty parameter mapping
+NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+
 def _freeze(params: Any) -> Mapping[str, Any]:
     if isinstance(params, MappingProxyType):
         return params
@@ -42,7 +46,7 @@ class PlayPrompt(Command):
 
     prompt: str
     playback: int
-    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    params: Mapping[str, Any] = field(default_factory=lambda: NO_PARAMS)
     bargein: bool = True
 
     def __post_init__(self) -> None:

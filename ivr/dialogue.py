@@ -17,6 +17,7 @@ from typing import Any
 from transitions import Machine
 
 from ivr.commands import (
+    NO_PARAMS,
     CancelTimer,
     Command,
     Dial,
@@ -95,6 +96,9 @@ class Engine:
             )
         self.context = context
         self.listeners: list[Listener] = list(listeners or [])
+        #: what ``session.now()`` reads: set by the runtime (the simulator's virtual
+        #: clock, or the SIP runtime's wall clock); the core never reads a clock itself
+        self.clock: Callable[[], float] | None = None
         transitions = [{"trigger": "start", "source": START, "dest": dialplan.initial}]
         transitions += [
             {"trigger": f"{name}>{edge.label}", "source": name, "dest": edge.target}
@@ -148,7 +152,7 @@ class Dialogue:
 
     def __init__(self, engine: Engine, call_id: str = "") -> None:
         self.engine = engine
-        self.session = Session(call_id=call_id, context=engine.context)
+        self.session = Session(call_id=call_id, context=engine.context, engine=engine)
         self.vars = self.session.vars
         self.scratch: dict[str, Any] = {}
         self.typeahead: list[str] = []
@@ -264,7 +268,8 @@ class Dialogue:
 
     def start_timer(self, seconds: float) -> str:
         """Start the state's one timer (replacing a running one)."""
-        self.cancel_timer()
+        if self._timer is not None:
+            self._out.append(CancelTimer(timer=self._timer))
         self._timers += 1
         self._timer = name = f"t{self._timers}"
         self._out.append(StartTimer(timer=name, seconds=seconds))
@@ -352,7 +357,11 @@ class Dialogue:
                 continue
             self._playbacks += 1
             self._playing = self._playbacks
-            params = {name: self._param(expr) for name, expr in ref.params.items()}
+            params = (
+                {name: self._param(expr) for name, expr in ref.params.items()}
+                if ref.params
+                else NO_PARAMS
+            )
             self._out.append(
                 PlayPrompt(
                     prompt=ref.id, params=params, playback=self._playing, bargein=self._bargein

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ivr.errors import IvrError
+
+if TYPE_CHECKING:
+    from ivr.dialogue import Engine
 
 
 @dataclass(slots=True, eq=False)
@@ -21,6 +26,14 @@ class Session:
     called: str = ""
     vars: dict[str, Any] = field(default_factory=dict)
     context: Any = None
+    engine: Engine | None = field(default=None, repr=False)
+
+    def now(self) -> float:
+        """The runtime's current time in seconds (virtual in the simulator)."""
+        clock = self.engine.clock if self.engine is not None else None
+        if clock is None:
+            raise IvrError("no clock: the runtime sets Engine.clock")
+        return clock()
 
     @property
     def muted(self) -> bool:

@@ -112,8 +112,8 @@ def parse_script(script: str | Iterable[str]) -> list[Step]:
 class VirtualClock:
     """Virtual time with scheduled callbacks; ``jump`` moves forward, never back."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cancelled: set[int] = set()
@@ -195,6 +195,24 @@ class Simulator:
         self.key_gap = key_gap
         self.max_seconds = max_seconds
         self.record_states = record_states
+        self._prompts: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[str, float]] = {}
+
+    def prompt(self, prompt_id: str, params: Mapping[str, Any]) -> tuple[str, float]:
+        """Text and duration of a prompt with its parameters (cached)."""
+        key = (prompt_id, tuple(params.items()))
+        try:
+            return self._prompts[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable parameter values
+            return self.catalog.text(prompt_id, params), self.durations(prompt_id, params)
+        if len(self._prompts) > 10_000:
+            self._prompts.clear()
+        found = self._prompts[key] = (
+            self.catalog.text(prompt_id, params),
+            self.durations(prompt_id, params),
+        )
+        return found
 
     def run(
         self,
@@ -203,10 +221,15 @@ class Simulator:
         caller: str,
         called: str = "",
         call_id: str = "sim",
+        start: float = 0.0,
     ) -> SimCall:
-        """Start a call from ``caller``, play ``script``, autojump to its end."""
+        """Start a call from ``caller``, play ``script``, autojump to its end.
+
+        ``start`` is the virtual time the call begins at (what ``session.now()``
+        reads then); transcript times are relative to it.
+        """
         steps = _steps(script)
-        run = _Run(self, call_id)
+        run = _Run(self, call_id, start)
         run.send(CallStarted(caller=caller, called=called, call_id=call_id))
         for step in steps:
             if run.dialogue.ended:
@@ -224,19 +247,44 @@ class Simulator:
 class _Run:
     """The mutable state of one simulated call."""
 
-    def __init__(self, sim: Simulator, call_id: str) -> None:
+    def __init__(self, sim: Simulator, call_id: str, start: float) -> None:
         self.sim = sim
-        self.clock = VirtualClock()
+        self.clock = VirtualClock(start)
+        self.start = start
+        self.t = 0.0  # call-relative time of the lines being written
         self.call = SimCall()
         self.playing: tuple[int, int] | None = None  # (playback, clock handle)
         self.timers: dict[str, int] = {}
         self.states: list[tuple[int, str, str]] = []
+        self._execute: dict[type[Command], Callable[[Any], None]] = {
+            PlayPrompt: self._play,
+            StopPrompt: self._stop,
+            StartTimer: self._start_timer,
+            CancelTimer: lambda command: self._cancel_timer(command.timer),
+            PullCall: lambda command: self.line("pull", call=command.call),
+            Dial: lambda command: self.line(
+                "dial",
+                number=command.number,
+                caller_id=command.caller_id,
+                display_name=command.display_name,
+            ),
+            Transfer: lambda command: self.line("transfer", target=command.target),
+            Hangup: lambda command: self.line("hangup", reason=command.reason),
+        }
         if sim.record_states:
             sim.engine.listeners.append(self._on_transition)
+        self._engine_clock = sim.engine.clock
+        sim.engine.clock = self.now
         self.dialogue: Dialogue = sim.engine.new_call(call_id)
 
+    def now(self) -> float:
+        return self.clock.now
+
     def line(self, kind: str, **data: Any) -> None:
-        self.call.lines.append({"t": round(self.clock.now, 3), "type": kind, **data})
+        self.call.lines.append({"t": self.t, "type": kind, **data})
+
+    def _tick(self) -> None:
+        self.t = round(self.clock.now - self.start, 3)
 
     def _on_transition(self, dialogue: Dialogue, trigger: str, source: str, dest: str) -> None:
         if dialogue is self.dialogue:
@@ -245,65 +293,57 @@ class _Run:
     def send(self, event: Event) -> None:
         if self.dialogue.ended:
             return
+        self._tick()
         if isinstance(event, CallHungUp):
             self.line("caller_hangup")
-        self.states.clear()
+        states = self.states
+        states.clear()
         commands = self.dialogue.handle(event)
-        states = iter(list(self.states))
-        pending = next(states, None)
-        for index, command in enumerate([*commands, None]):
-            while pending is not None and pending[0] <= index:
-                self.line("state", state=pending[1], trigger=pending[2])
-                pending = next(states, None)
-            if command is not None:
-                self.execute(command)
+        execute = self._execute
+        if not states:
+            for command in commands:
+                execute[type(command)](command)
+        else:  # interleave the state lines where the transitions happened
+            pending = iter(list(states))
+            state = next(pending, None)
+            for index, command in enumerate([*commands, None]):
+                while state is not None and state[0] <= index:
+                    self.line("state", state=state[1], trigger=state[2])
+                    state = next(pending, None)
+                if command is not None:
+                    execute[type(command)](command)
         if self.dialogue.ended:
             self.call.outcome = self.dialogue.outcome
             self.stop_all()
 
-    def execute(self, command: Command) -> None:
-        if isinstance(command, PlayPrompt):
-            params = dict(command.params)
-            text = self.sim.catalog.text(command.prompt, params)
-            seconds = self.sim.durations(command.prompt, params)
-            self.line(
-                "prompt",
-                id=command.prompt,
-                text=text,
-                params=params,
-                bargein=command.bargein,
-                seconds=seconds,
-            )
-            playback = command.playback
-            handle = self.clock.call_at(self.clock.now + seconds, lambda: self._finished(playback))
-            self.playing = (playback, handle)
-        elif isinstance(command, StopPrompt):
-            if self.playing is not None and self.playing[0] == command.playback:
-                self.clock.cancel(self.playing[1])
-                self.playing = None
-                self.line("stop", playback=command.playback)
-        elif isinstance(command, StartTimer):
-            self._cancel_timer(command.timer)
-            name = command.timer
-            self.timers[name] = self.clock.call_at(
-                self.clock.now + command.seconds, lambda: self._fired(name)
-            )
-            self.line("timer", timer=name, seconds=command.seconds)
-        elif isinstance(command, CancelTimer):
-            self._cancel_timer(command.timer)
-        elif isinstance(command, PullCall):
-            self.line("pull", call=command.call)
-        elif isinstance(command, Dial):
-            self.line(
-                "dial",
-                number=command.number,
-                caller_id=command.caller_id,
-                display_name=command.display_name,
-            )
-        elif isinstance(command, Transfer):
-            self.line("transfer", target=command.target)
-        elif isinstance(command, Hangup):
-            self.line("hangup", reason=command.reason)
+    def _play(self, command: PlayPrompt) -> None:
+        text, seconds = self.sim.prompt(command.prompt, command.params)
+        self.line(
+            "prompt",
+            id=command.prompt,
+            text=text,
+            params=dict(command.params),
+            bargein=command.bargein,
+            seconds=seconds,
+        )
+        playback = command.playback
+        handle = self.clock.call_at(self.clock.now + seconds, lambda: self._finished(playback))
+        self.playing = (playback, handle)
+
+    def _stop(self, command: StopPrompt) -> None:
+        if self.playing is not None and self.playing[0] == command.playback:
+            self.clock.cancel(self.playing[1])
+            self.playing = None
+            self.line("stop", playback=command.playback)
+
+    def _start_timer(self, command: StartTimer) -> None:
+        name = command.timer  # timer names are unique per call: no restart to handle
+        self.timers[name] = self.clock.call_at(
+            self.clock.now + command.seconds, lambda: self._fired(name)
+        )
+        self.call.lines.append(
+            {"t": self.t, "type": "timer", "timer": name, "seconds": command.seconds}
+        )
 
     def _cancel_timer(self, name: str) -> None:
         handle = self.timers.pop(name, None)
@@ -316,6 +356,7 @@ class _Run:
 
     def _fired(self, name: str) -> None:
         self.timers.pop(name, None)
+        self._tick()
         self.line("timeout", timer=name)
         self.send(TimerFired(timer=name))
 
@@ -334,24 +375,30 @@ class _Run:
     def press(self, keys: str, *, now: bool) -> None:
         if not now:
             self.wait_for_input()
+        dialogue = self.dialogue
+        lines = self.call.lines
         for i, key in enumerate(keys):
-            if self.dialogue.ended:
-                return
             if i:
                 self.clock.jump(self.sim.key_gap)
-                if self.dialogue.ended:
-                    return
-            secret = self.dialogue.input_is_secret and key != _terminator(self.dialogue)
-            self.line(
-                "key", key=MASK if secret else key, **({"bargein": True} if self.playing else {})
-            )
+            if dialogue.ended:
+                return
+            shown = MASK if dialogue.input_is_secret and key != _terminator(dialogue) else key
+            self._tick()
+            line = {"t": self.t, "type": "key", "key": shown}
+            if self.playing is not None:
+                line["bargein"] = True
+            lines.append(line)
             self.send(DigitReceived(digit=key))
 
     def finish(self) -> None:
-        limit = self.sim.max_seconds
+        limit = self.start + self.sim.max_seconds
         while not self.dialogue.ended:
             if self.clock.now > limit or not self.clock.autojump():
-                reason = "is stuck waiting" if self.clock.now <= limit else f"ran past {limit:g} s"
+                reason = (
+                    "is stuck waiting"
+                    if self.clock.now <= limit
+                    else f"ran past {self.sim.max_seconds:g} s"
+                )
                 self.sim.engine.machine.remove_model(
                     self.dialogue
                 ) if not self.dialogue.ended else None
@@ -359,10 +406,12 @@ class _Run:
                 raise SimulationError(
                     f"call did not end: it {reason} (state {self.dialogue.state!r})"
                 )
+        self._tick()
         self.line("end", outcome=self.call.outcome, state=self.dialogue.state)
         self._detach()
 
     def _detach(self) -> None:
+        self.sim.engine.clock = self._engine_clock
         if self.sim.record_states:
             self.sim.engine.listeners.remove(self._on_transition)
 
