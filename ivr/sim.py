@@ -306,12 +306,12 @@ class _Run:
         else:  # interleave the state lines where the transitions happened
             pending = iter(list(states))
             state = next(pending, None)
-            for index, command in enumerate([*commands, None]):
+            for index in range(len(commands) + 1):
                 while state is not None and state[0] <= index:
                     self.line("state", state=state[1], trigger=state[2])
                     state = next(pending, None)
-                if command is not None:
-                    execute[type(command)](command)
+                if index < len(commands):
+                    execute[type(commands[index])](commands[index])
         if self.dialogue.ended:
             self.call.outcome = self.dialogue.outcome
             self.stop_all()
