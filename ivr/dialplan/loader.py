@@ -6,7 +6,6 @@ path; warnings (unreachable states, dead ends, overlapping codes) ride on the re
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,9 @@ from ivr.prompts.catalog import PromptCatalog, load_catalog
 from ivr.states import KINDS
 from ivr.states.base import State
 from ivr.states.input import INPUT_DEFAULTS
+from ivr.validation import did_you_mean, problems_of
 
 STATE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-
-
-def did_you_mean(word: str, choices: list[str] | set[str] | Any) -> str:
-    """`` (did you mean 'x'?)`` when a close match exists, else ``""``."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def load_dialplan(
@@ -113,37 +107,8 @@ class _Loader:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            fields = list(model.model_fields)
-            for err in exc.errors():
-                loc = tuple(str(p) if isinstance(p, str) else p for p in err["loc"])
-                self.problems.append(self._problem(path, loc, err, fields))
+            self.problems.extend(problems_of(self.source, exc, model, path))
             return None
-
-    def _problem(
-        self,
-        path: Path_,
-        loc: Path_,
-        err: Any,
-        fields: list[str],
-        origin: dict[str, Path_] | None = None,
-    ) -> Problem:
-        kind = err["type"]
-        where = (*path, *loc)
-        if origin and loc and loc[0] in origin:
-            where = (*origin[str(loc[0])], *loc[1:])
-        if kind == "extra_forbidden":
-            key = loc[-1]
-            return self.source.problem(
-                where, f"unknown key {key!r}{did_you_mean(str(key), fields)}", at_key=True
-            )
-        if kind == "missing":
-            return self.source.problem(where, f"missing required key {loc[-1]!r}")
-        message = str(err["msg"])
-        message = message.removeprefix("Value error, ")
-        message = message[:1].lower() + message[1:]
-        if loc and loc[-1] == "terminator" and err.get("input") is None:
-            message += " (in YAML, # starts a comment: write terminator: '#')"
-        return self.source.problem(where, message)
 
     def _state(self, name: str, raw: Any, defaults: dict[str, Any]) -> State | None:
         path: Path_ = ("states", name)
@@ -171,10 +136,7 @@ class _Loader:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            fields = list(cls.model_fields)
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                self.problems.append(self._problem(path, loc, err, fields, origin))
+            self.problems.extend(problems_of(self.source, exc, cls, path, origin))
             return None
 
     def _catalog(self, directory: str) -> PromptCatalog | None:
