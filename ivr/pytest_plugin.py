@@ -76,8 +76,16 @@ def ivr_runner() -> ScenarioRunner:
 
 @pytest.fixture
 def ivr_simulate(ivr_runner: ScenarioRunner) -> Callable[..., SimCall]:
-    """``ivr_simulate(dialplan, keys="1 2#", caller="+49...")`` -> transcript of the call."""
-    from ivr.sim import Simulator
+    """``ivr_simulate(dialplan, keys="1 2#", caller="+49...", portal=None)`` -> transcript.
+
+    Calls within one test share their engine (so e.g. PIN lockouts carry over) and
+    follow each other on one virtual clock; ``after=SECONDS`` waits between calls.
+    """
+    from ivr.dialogue import Engine
+    from ivr.sim import REFERENCE_START, Simulator
+
+    engines: dict[tuple[Path, Path | None], Engine] = {}
+    clock = [REFERENCE_START]
 
     def run(
         dialplan: str | Path,
@@ -86,8 +94,15 @@ def ivr_simulate(ivr_runner: ScenarioRunner) -> Callable[..., SimCall]:
         caller: str,
         called: str = "",
         portal: str | Path | None = None,
+        after: float = 0.0,
     ) -> SimCall:
-        engine = ivr_runner.engine(Path(dialplan), Path(portal) if portal else None)
-        return Simulator(engine).run(keys, caller=caller, called=called)
+        key = (Path(dialplan), Path(portal) if portal else None)
+        if key not in engines:
+            engines[key] = ivr_runner.engine(*key)
+        call = Simulator(engines[key]).run(
+            keys, caller=caller, called=called, start=clock[0] + after
+        )
+        clock[0] = call.ended_at
+        return call
 
     return run

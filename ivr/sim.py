@@ -49,6 +49,9 @@ from ivr.prompts.durations import PromptDurations
 from ivr.secret import MASK
 
 KEY_GAP = 0.1
+#: when simulated calls start unless told otherwise: Monday 2026-01-05 09:00 in Berlin
+#: (08:00 UTC), as a UNIX time — fixed, so transcripts are reproducible
+REFERENCE_START = 1767600000.0
 MAX_CALL_SECONDS = 3600.0
 OUTCOMES = ("pulled", "dialed", "transferred", "refused", "hangup", "caller_hangup")
 
@@ -163,10 +166,11 @@ class VirtualClock:
 # --- the simulated call ---------------------------------------------------------------
 @dataclass(slots=True)
 class SimCall:
-    """One simulated call: its transcript lines and outcome."""
+    """One simulated call: its transcript lines, outcome, and when it ended."""
 
     lines: list[dict[str, Any]] = field(default_factory=list)
     outcome: str | None = None
+    ended_at: float = 0.0
 
     def prompts(self) -> list[str]:
         """Ids of the prompts the caller heard (started), in order."""
@@ -221,11 +225,11 @@ class Simulator:
         caller: str,
         called: str = "",
         call_id: str = "sim",
-        start: float = 0.0,
+        start: float = REFERENCE_START,
     ) -> SimCall:
         """Start a call from ``caller``, play ``script``, autojump to its end.
 
-        ``start`` is the virtual time the call begins at (what ``session.now()``
+        ``start`` is the virtual UNIX time the call begins at (what ``session.now()``
         reads then); transcript times are relative to it.
         """
         steps = _steps(script)
@@ -408,6 +412,7 @@ class _Run:
                 )
         self._tick()
         self.line("end", outcome=self.call.outcome, state=self.dialogue.state)
+        self.call.ended_at = self.clock.now
         self._detach()
 
     def _detach(self) -> None:

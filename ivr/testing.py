@@ -26,24 +26,36 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ivr.dialogue import Engine, coverage_listener
 from ivr.dialplan.loader import load_dialplan
 from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, IvrError, Problem
-from ivr.sim import OUTCOMES, SimCall, SimulationError, Simulator, format_transcript, parse_script
+from ivr.sim import (
+    OUTCOMES,
+    REFERENCE_START,
+    SimCall,
+    SimulationError,
+    Simulator,
+    format_transcript,
+    parse_script,
+)
 
 EngineFactory = Callable[[Path, Path | None], Engine]
 
 
 def default_engine(dialplan: Path, portal: Path | None = None) -> Engine:
-    """Build an engine for ``dialplan`` (with the portal domain when ``portal`` is given)."""
+    """Build an engine for ``dialplan`` (with the portal domain when ``portal`` is given;
+    lockouts then live in memory, on the simulator's virtual clock)."""
     if portal is not None:
-        raise IvrError(f"{portal}: portal configurations are not supported yet")
+        from ivr.portal.services import portal_engine  # the portal is a layer on top
+
+        return portal_engine(dialplan, portal)
     return Engine(load_dialplan(dialplan))
 
 
@@ -140,7 +152,21 @@ class Scenario(BaseModel):
     caller: str
     called: str = ""
     keys: str = ""
+    at: datetime | None = Field(
+        default=None, description="when the call starts (ISO 8601 with offset)"
+    )
+    after: float | None = Field(
+        default=None, ge=0, description="seconds after the previous call of the file ended"
+    )
     expect: Expectation = Field(default_factory=Expectation)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> Scenario:
+        if self.at is not None and self.after is not None:
+            raise ValueError("give either 'at' or 'after', not both")
+        if self.at is not None and self.at.tzinfo is None:
+            raise ValueError("'at' needs a UTC offset, e.g. 2026-01-05T09:00:00+01:00")
+        return self
 
 
 class ScenarioFile(BaseModel):
@@ -177,25 +203,29 @@ class ScenarioResult:
 
 @dataclass(slots=True)
 class ScenarioRunner:
-    """Runs scenario files, reusing one engine per (dialplan, portal) and counting coverage."""
+    """Runs scenario files and counts transition coverage per dialplan.
+
+    Each file gets engines of its own, so state that lives in an engine's context
+    (e.g. the portal's PIN lockouts) carries from one scenario of a file to the next,
+    never across files. Within a file the calls follow each other on one virtual clock:
+    a scenario starts ``after`` seconds after the previous one ended, or ``at`` a time.
+    """
 
     engine_factory: EngineFactory = default_engine
-    engines: dict[tuple[Path, Path | None], Engine] = field(default_factory=dict)
-    fired: dict[tuple[Path, Path | None], Counter[str]] = field(default_factory=dict)
+    fired: dict[str, Counter[str]] = field(default_factory=dict)
+    engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine(self, dialplan: Path, portal: Path | None) -> Engine:
-        """The engine for this dialplan and portal (built once)."""
-        key = (dialplan.resolve(), portal.resolve() if portal else None)
-        if key not in self.engines:
-            engine = self.engine_factory(*key)
-            counter: Counter[str] = Counter()
-            engine.listeners.append(coverage_listener(counter))
-            self.engines[key] = engine
-            self.fired[key] = counter
-        return self.engines[key]
+        """A new engine for this dialplan and portal, counted into the coverage."""
+        engine = self.engine_factory(dialplan.resolve(), portal.resolve() if portal else None)
+        key = engine.dialplan.file
+        counter = self.fired.setdefault(key, Counter())
+        engine.listeners.append(coverage_listener(counter))
+        self.engines.setdefault(key, engine)
+        return engine
 
     def run_file(self, path: str | Path) -> list[ScenarioResult]:
-        """Run every scenario in ``path``; a broken file is one failed result."""
+        """Run every scenario in ``path``, in order; a broken file is one failed result."""
         path = Path(path)
         try:
             spec, lines = load_scenarios(path)
@@ -205,27 +235,42 @@ class ScenarioRunner:
         except IvrError as exc:
             return [ScenarioResult(path.name, str(path), 0, [str(exc)])]
         results = []
+        clock = REFERENCE_START
         for scenario, line in zip(spec.scenarios, lines, strict=True):
-            results.append(self.run(engine, scenario, str(path), line))
+            if scenario.at is not None:
+                clock = scenario.at.timestamp()
+            else:
+                clock += scenario.after or 0.0
+            result = self.run(engine, scenario, str(path), line, start=clock)
+            if result.call is not None:
+                clock = result.call.ended_at
+            results.append(result)
         return results
 
     def run(
-        self, engine: Engine, scenario: Scenario, file: str = "", line: int = 0
+        self,
+        engine: Engine,
+        scenario: Scenario,
+        file: str = "",
+        line: int = 0,
+        *,
+        start: float = REFERENCE_START,
     ) -> ScenarioResult:
-        """Run one scenario on ``engine``."""
+        """Run one scenario on ``engine``, starting at virtual time ``start``."""
         try:
             call = Simulator(engine).run(
                 parse_script(scenario.keys),
                 caller=scenario.caller,
                 called=scenario.called,
                 call_id=scenario.name,
+                start=start,
             )
         except SimulationError as exc:
             return ScenarioResult(scenario.name, file, line, [str(exc)])
         return ScenarioResult(scenario.name, file, line, check_call(call, scenario.expect), call)
 
     def coverage(self) -> list[Coverage]:
-        """Transition coverage of everything run so far, per engine."""
+        """Transition coverage of everything run so far, per dialplan."""
         return [Coverage.of(engine, self.fired[key]) for key, engine in self.engines.items()]
 
 

@@ -4,9 +4,10 @@ and every call of the shipped dialplans ends within bounded virtual time."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr.commands import Command, Hangup, PlayPrompt, StartTimer
@@ -14,19 +15,46 @@ from ivr.dialogue import Engine
 from ivr.dialplan import load_dialplan
 from ivr.errors import UnexpectedEventError
 from ivr.events import CallHungUp, CallStarted, DigitReceived, Event, PromptFinished, TimerFired
+from ivr.portal.services import portal_engine
 from ivr.sim import OUTCOMES, Simulator
-from tests.conftest import ROOT
+from tests.conftest import PORTAL_DIALPLAN, ROOT
 
-SHIPPED = sorted((ROOT / "dialplans").glob("*.yaml"))
-ENGINES: dict[Path, Engine] = {}
+#: every shipped dialplan, with the portal configurations it runs under
+SHIPPED = [
+    (path, portal)
+    for path in sorted((ROOT / "dialplans").glob("*.yaml"))
+    for portal in (
+        ("portal.yaml", "silent.yaml", "company.yaml", "silent_pin.yaml")
+        if path == PORTAL_DIALPLAN
+        else (None,)
+    )
+]
+PROPERTY_SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+ENGINES: dict[tuple[Path, str | None], Engine] = {}
 #: the longest any shipped call may go on after the caller's last action
 BOUND_SECONDS = 600.0
+CALLERS = ["+4917112345", "+49 171 1234567", "+49 30 1234567", "+49 160 5550101"]
 
 
-def engine_for(path: Path) -> Engine:
-    if path not in ENGINES:
-        ENGINES[path] = Engine(load_dialplan(path))
-    return ENGINES[path]
+@pytest.fixture
+def engine_for(fast_portal: Path) -> object:
+    def build(case: tuple[Path, str | None]) -> Engine:
+        if case not in ENGINES:
+            path, portal = case
+            ENGINES[case] = (
+                Engine(load_dialplan(path))
+                if portal is None
+                else portal_engine(path, fast_portal / portal)
+            )
+        return ENGINES[case]
+
+    return build
+
+
+def case_id(case: tuple[Path, str | None]) -> str:
+    return case[0].name + (f"+{case[1]}" if case[1] else "")
 
 
 keys = st.sampled_from("0123456789*#ABCD")
@@ -44,13 +72,17 @@ actions = st.lists(
 )
 
 
-@pytest.mark.parametrize("plan", SHIPPED, ids=lambda p: p.name)
-@settings(max_examples=300, deadline=None)
-@given(actions=actions)
+@pytest.mark.parametrize("case", SHIPPED, ids=case_id)
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(actions=actions, caller=st.sampled_from(CALLERS))
 def test_any_event_sequence_gives_commands_or_the_documented_error(
-    plan: Path, actions: list[tuple[str, str]]
+    engine_for: Any, case: tuple[Path, str | None], actions: list[tuple[str, str]], caller: str
 ) -> None:
-    dialogue = engine_for(plan).new_call("prop")
+    engine = engine_for(case)
+    engine.clock = lambda: 1767600000.0
+    dialogue = engine.new_call("prop")
     playing: int | None = None
     timer: str | None = None
 
@@ -70,7 +102,7 @@ def test_any_event_sequence_gives_commands_or_the_documented_error(
                 timer = command.timer
         return commands
 
-    feed(CallStarted(caller="+4917112345", called="100"))
+    feed(CallStarted(caller=caller, called="100"))
     for action, value in actions:
         if action == "digit":
             feed(DigitReceived(digit=value))
@@ -99,11 +131,15 @@ tokens = st.one_of(
 )
 
 
-@pytest.mark.parametrize("plan", SHIPPED, ids=lambda p: p.name)
-@settings(max_examples=300, deadline=None)
-@given(script=st.lists(tokens, max_size=12))
-def test_every_call_ends_within_bounded_virtual_time(plan: Path, script: list[str]) -> None:
-    call = Simulator(engine_for(plan), max_seconds=100_000).run(script, caller="+4917112345")
+@pytest.mark.parametrize("case", SHIPPED, ids=case_id)
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(script=st.lists(tokens, max_size=12), caller=st.sampled_from(CALLERS))
+def test_every_call_ends_within_bounded_virtual_time(
+    engine_for: Any, case: tuple[Path, str | None], script: list[str], caller: str
+) -> None:
+    call = Simulator(engine_for(case), max_seconds=100_000).run(script, caller=caller)
     assert call.outcome in OUTCOMES
     last_action = max([line["t"] for line in call.lines if line["type"] == "key"] or [0.0]) + sum(
         float(t[5:]) for t in script if t.startswith("wait=")

@@ -35,7 +35,7 @@ def prefix_to_e164(prefix: str, region: str = DEFAULT_REGION) -> str:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     national = (metadata.national_prefix if metadata else None) or "0"
     if digits.startswith(national):
-        return f"+{phonenumbers.country_code_for_region(region)}{digits[len(national):]}"
+        return f"+{phonenumbers.country_code_for_region(region)}{digits[len(national) :]}"
     raise ValueError(
         f"prefix {prefix!r} is neither international (+, 00) nor national ({national}...)"
     )

@@ -62,7 +62,7 @@ def check_pin_rules(pin: str, own_numbers: Iterable[str] = ()) -> None:
             )
     for number in own_numbers:
         digits = "".join(ch for ch in number if ch.isdigit())
-        tail = digits[-len(pin):]
+        tail = digits[-len(pin) :]
         if len(tail) == len(pin) and pin in (tail, tail[::-1]):
             raise PinRuleError(
                 "a PIN must not be the last digits of your own numbers, forwards or reversed"

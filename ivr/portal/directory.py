@@ -1,0 +1,164 @@
+"""The directory: employees/workplaces, their parallel-ringing numbers, PIN hashes and
+devices. A YAML file implementation, and the small protocol an application implements
+to plug in its own source (database, LDAP).
+
+File format (``examples/portal/directory.yaml``)::
+
+    employees:
+      erika:
+        name: Erika Mustermann
+        group: Zentrale
+        area: Vertrieb
+        numbers: ["+49 171 1234567", "+49 89 1234567"]   # 1 to 5, parallel ringing
+        pin_hash: "$argon2id$v=19$..."                      # written by `ivr portal set-pin`
+        devices: [{id: erika-desk, name: Tischtelefon}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ivr.dialplan.yaml_source import read_yaml
+from ivr.errors import DialplanError, Problem
+from ivr.portal.numbers import DEFAULT_REGION, to_e164
+from ivr.validation import problems_of
+
+MIN_NUMBERS = 1
+MAX_NUMBERS = 5
+
+
+class Device(BaseModel):
+    """A device an employee's calls run on (desk phone, softphone, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    name: str = ""
+
+
+class Employee(BaseModel):
+    """An employee/workplace [Arbeitsplatz]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default="", description="the key in the directory")
+    name: str = Field(min_length=1)
+    group: str = Field(min_length=1, description="group/site [Gruppe/Standort]")
+    area: str | None = Field(default=None, description="area [Bereich]")
+    numbers: tuple[str, ...] = Field(
+        description="1 to 5 parallel-ringing numbers [Paralleles Klingeln]"
+    )
+    pin_hash: str | None = Field(default=None, description="argon2 hash of the voicemail PIN")
+    devices: tuple[Device, ...] = ()
+
+    @field_validator("numbers", mode="before")
+    @classmethod
+    def _numbers(cls, value: object) -> object:
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(value, tuple):
+            if not MIN_NUMBERS <= len(value) <= MAX_NUMBERS:
+                raise ValueError(
+                    f"{len(value)} parallel-ringing numbers: between {MIN_NUMBERS} and "
+                    f"{MAX_NUMBERS} are allowed"
+                )
+            for number in value:
+                if not isinstance(number, str) or to_e164(number, DEFAULT_REGION) is None:
+                    raise ValueError(f"{number!r} is not a phone number")
+        return value
+
+    @field_validator("pin_hash")
+    @classmethod
+    def _hashed(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("$argon2"):
+            raise ValueError("pin_hash must be an argon2 hash (set it with `ivr portal set-pin`)")
+        return value
+
+    def e164_numbers(self) -> list[str]:
+        """The parallel-ringing numbers in E.164."""
+        return [n for n in (to_e164(x) for x in self.numbers) if n is not None]
+
+
+class Directory(Protocol):
+    """What the portal needs from a directory."""
+
+    def find_by_number(self, e164: str) -> Employee | None:
+        """The employee with this parallel-ringing number (E.164), if any."""
+
+    def get(self, employee_id: str) -> Employee | None:
+        """The employee with this id, if any."""
+
+
+class YamlDirectory:
+    """A directory read from a YAML file (validated, every error with file:line)."""
+
+    def __init__(self, path: str | Path, employees: dict[str, Employee]) -> None:
+        self.path = Path(path)
+        self.employees = employees
+        self._by_number = {n: e for e in employees.values() for n in e.e164_numbers()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> YamlDirectory:
+        """Load and validate; DialplanError lists every problem."""
+        source = read_yaml(path)
+        data = source.data
+        problems: list[Problem] = []
+        if not isinstance(data, dict) or not isinstance(data.get("employees"), dict):
+            raise DialplanError(source.problem((), "a directory needs a mapping 'employees'"))
+        for key in data:
+            if key != "employees":
+                problems.append(source.problem((key,), f"unknown key {key!r}", at_key=True))
+        employees: dict[str, Employee] = {}
+        owner: dict[str, str] = {}
+        for employee_id, raw in data["employees"].items():
+            path_ = ("employees", employee_id)
+            if not isinstance(raw, dict):
+                problems.append(source.problem(path_, "an employee must be a mapping"))
+                continue
+            try:
+                employee = Employee.model_validate({**raw, "id": employee_id})
+            except ValidationError as exc:
+                problems.extend(problems_of(source, exc, Employee, path_))
+                continue
+            for i, number in enumerate(employee.e164_numbers()):
+                if number in owner:
+                    problems.append(
+                        source.problem(
+                            (*path_, "numbers", i),
+                            f"number {number} already belongs to {owner[number]!r}",
+                        )
+                    )
+                owner[number] = employee_id
+            employees[employee_id] = employee
+        if problems:
+            raise DialplanError(problems)
+        return cls(path, employees)
+
+    def find_by_number(self, e164: str) -> Employee | None:
+        return self._by_number.get(e164)
+
+    def get(self, employee_id: str) -> Employee | None:
+        return self.employees.get(employee_id)
+
+    def __iter__(self) -> Iterator[Employee]:
+        return iter(self.employees.values())
+
+    def write_pin_hash(self, employee_id: str, pin_hash: str) -> None:
+        """Store ``pin_hash`` for the employee in the file, keeping its comments and layout."""
+        from ruamel.yaml import YAML  # round-trip editing; only needed here
+
+        if employee_id not in self.employees:
+            raise KeyError(employee_id)
+        yaml = YAML()
+        yaml.preserve_quotes = True
+        data = yaml.load(self.path.read_text(encoding="utf-8"))
+        data["employees"][employee_id]["pin_hash"] = pin_hash
+        with self.path.open("w", encoding="utf-8") as out:
+            yaml.dump(data, out)
+        self.employees[employee_id] = self.employees[employee_id].model_copy(
+            update={"pin_hash": pin_hash}
+        )

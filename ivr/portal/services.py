@@ -1,0 +1,93 @@
+"""Everything the portal's hooks need, wired from a portal configuration."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from argon2 import PasswordHasher
+
+from ivr.dialogue import Engine
+from ivr.dialplan.loader import load_dialplan
+from ivr.portal.blocking import BlockingProfile
+from ivr.portal.callcontrol import CallControl, SimulatedPbx
+from ivr.portal.config import LoadedPortal, PortalConfig, load_portal
+from ivr.portal.directory import Directory, YamlDirectory
+from ivr.portal.lockout import LockoutStore, MemoryLockoutStore, SqliteLockoutStore
+from ivr.portal.pin import PRODUCTION_HASHER
+
+log = logging.getLogger("ivr.portal")
+
+#: the lockout file used when neither the configuration nor the command names one
+DEFAULT_STORE_NAME = ".ivr-lockouts.sqlite"
+
+
+@dataclass(slots=True)
+class PortalServices:
+    """The portal's configuration and the services behind it (the engine's context)."""
+
+    config: PortalConfig
+    directory: Directory
+    call_control: CallControl
+    lockouts: LockoutStore
+    blocking: BlockingProfile = field(default_factory=BlockingProfile)
+    hasher: PasswordHasher = PRODUCTION_HASHER
+
+
+def default_store_path(loaded: LoadedPortal) -> Path:
+    """The SQLite lockout file: as configured, else beside the directory file."""
+    if loaded.config.lockout_store:
+        return loaded.relative(loaded.config.lockout_store)
+    return loaded.relative(loaded.config.directory).with_name(DEFAULT_STORE_NAME)
+
+
+def portal_services(
+    loaded: LoadedPortal,
+    *,
+    lockouts: LockoutStore | None = None,
+    hasher: PasswordHasher = PRODUCTION_HASHER,
+) -> PortalServices:
+    """Wire the services of ``loaded``: directory, simulated PBX, lockouts (SQLite unless
+    ``lockouts`` is given), blocking profile."""
+    config = loaded.config
+    directory = YamlDirectory.load(loaded.relative(config.directory))
+    pbx = SimulatedPbx.load(loaded.relative(config.pbx)) if config.pbx else SimulatedPbx()
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    if lockouts is None:
+        lockouts = SqliteLockoutStore(default_store_path(loaded))
+    return PortalServices(
+        config=config,
+        directory=directory,
+        call_control=pbx,
+        lockouts=lockouts
+        if lockouts is not None
+        else SqliteLockoutStore(default_store_path(loaded)),
+        blocking=config.blocking_profile.profile(config.region)
+        if config.blocking_profile
+        else BlockingProfile(),
+        hasher=hasher,
+    )
+
+
+def portal_engine(
+    dialplan: str | Path,
+    portal: str | Path,
+    *,
+    lockouts: LockoutStore | None = None,
+    hasher: PasswordHasher = PRODUCTION_HASHER,
+) -> Engine:
+    """An engine for ``dialplan`` with the portal hooks and services of ``portal``.
+
+    Without ``lockouts`` the engine keeps lockouts in memory: right for the simulator,
+    whose clock is virtual. A real runtime passes a :class:`SqliteLockoutStore`.
+    """
+    from ivr.portal.hooks import hooks
+
+    services = portal_services(
+        load_portal(portal),
+        lockouts=lockouts if lockouts is not None else MemoryLockoutStore(),
+        hasher=hasher,
+    )
+    return Engine(load_dialplan(dialplan, hooks=hooks), context=services)
