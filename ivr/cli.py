@@ -7,15 +7,17 @@ the files given (dialplan, scenario, script) or bad usage.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ivr.dialplan.loader import load_dialplan
-from ivr.errors import DialplanError, IvrError
-from ivr.sim import Simulator, format_transcript, parse_script
+from ivr.errors import DialplanError, IvrError, Problem
+from ivr.sim import REFERENCE_START, Simulator, format_transcript, parse_script
 from ivr.testing import ScenarioRunner, default_engine
 
 EXIT_FAILED = 1
@@ -39,45 +41,86 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(package_name="ivr")
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="error",
+    show_default=True,
+    help="Log messages of this level and above to stderr.",
+)
+def main(log_level: str) -> None:
     """ivr — declarative voice menus: check, simulate and test dialplans."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
 
 
 @main.command()
 @click.argument("dialplans", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--portal",
+    type=click.Path(dir_okay=False),
+    help="Also validate this portal configuration (and the directory it names) with them.",
+)
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
-def check(dialplans: tuple[str, ...], strict: bool) -> None:
-    """Validate DIALPLANS: errors exit 2, warnings are printed."""
-    errors = warnings = 0
+def check(dialplans: tuple[str, ...], portal: str | None, strict: bool) -> None:
+    """Validate DIALPLANS (and a portal configuration): errors exit 2, warnings print."""
+    problems: list[Problem] = []
+    hooks = None
+    if portal is not None:
+        from ivr.portal.hooks import hooks as portal_hooks
+        from ivr.portal.services import check_portal
+
+        hooks = portal_hooks
+        found = check_portal(portal)
+        problems += found
+        if not any(p.severity == "error" for p in found):
+            click.echo(f"{portal}: ok")
     for path in dialplans:
         try:
-            plan = load_dialplan(path)
+            plan = load_dialplan(path, hooks=hooks)
         except DialplanError as exc:
-            errors += len(exc.problems)
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
+            problems += exc.problems
             continue
-        for warning in plan.warnings:
-            warnings += 1
-            click.echo(str(warning), err=True)
+        problems += plan.warnings
         click.echo(f"{path}: ok ({len(plan.states)} states, {len(plan.edges())} transitions)")
-    if errors:
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if any(p.severity == "error" for p in problems):
         sys.exit(EXIT_ERROR)
-    if warnings and strict:
+    if problems and strict:
         sys.exit(EXIT_FAILED)
 
 
 @main.command()
 @click.argument("dialplan", type=click.Path(dir_okay=False))
+@click.option("--portal", type=click.Path(dir_okay=False), help="Portal configuration.")
 @click.option("--caller", required=True, help="The caller's number (A-number), any format.")
 @click.option("--called", default="", help="The number called.")
 @click.option("--keys", default="", help='Key tokens: "4711# wait=6 now=*11 hangup".')
+@click.option(
+    "--at",
+    "at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"]),
+    help="When the call starts, e.g. 2026-01-05T19:30:00+01:00 (default: a Monday 09:00).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def simulate(dialplan: str, caller: str, called: str, keys: str, as_json: bool) -> None:
+def simulate(
+    dialplan: str,
+    portal: str | None,
+    caller: str,
+    called: str,
+    keys: str,
+    at: datetime | None,
+    as_json: bool,
+) -> None:
     """Run one scripted call of DIALPLAN on a virtual clock and print the transcript."""
     steps = parse_script(keys)
-    engine = default_engine(Path(dialplan))
-    call = Simulator(engine).run(steps, caller=caller, called=called)
+    engine = default_engine(Path(dialplan), Path(portal) if portal else None)
+    start = at.timestamp() if at is not None else REFERENCE_START
+    call = Simulator(engine).run(steps, caller=caller, called=called, start=start)
     if as_json:
         for line in call.lines:
             click.echo(json.dumps(line, ensure_ascii=False, default=str))
@@ -142,3 +185,62 @@ def graph(dialplan: str, output: str) -> None:
     from ivr.graph import write_graph
 
     click.echo(f"wrote {write_graph(load_dialplan(dialplan), output)}")
+
+
+@main.group()
+def portal() -> None:
+    """Anywhere Portal administration: PINs and lockouts."""
+
+
+@portal.command("set-pin")
+@click.argument("directory", type=click.Path(exists=True, dir_okay=False))
+@click.argument("employee")
+def set_pin(directory: str, employee: str) -> None:
+    """Set EMPLOYEE's voicemail PIN in DIRECTORY (only its argon2id hash is written).
+
+    The PIN is read without echo from the terminal (twice), or as one line from
+    standard input when that is not a terminal.
+    """
+    from ivr.portal.directory import YamlDirectory
+    from ivr.portal.pin import PinRuleError, check_pin_rules, hash_pin
+
+    book = YamlDirectory.load(directory)
+    person = book.get(employee)
+    if person is None:
+        raise IvrError(
+            f"{directory}: no employee {employee!r} (known: {', '.join(book.employees)})"
+        )
+    if sys.stdin.isatty():
+        pin = click.prompt("New PIN", hide_input=True, confirmation_prompt=True)
+    else:
+        pin = sys.stdin.readline().strip()
+    try:
+        check_pin_rules(pin, person.numbers)
+    except PinRuleError as exc:
+        raise IvrError(f"PIN refused: {exc}") from None
+    book.write_pin_hash(employee, hash_pin(pin))
+    click.echo(f"PIN of {employee!r} set (argon2id hash written to {directory})")
+
+
+@portal.command()
+@click.argument("directory", type=click.Path(exists=True, dir_okay=False))
+@click.argument("employee")
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="The SQLite lockout file (default: .ivr-lockouts.sqlite beside DIRECTORY).",
+)
+def unlock(directory: str, employee: str, store: str | None) -> None:
+    """Lift EMPLOYEE's PIN lockout and forget their failed attempts."""
+    from ivr.portal.directory import YamlDirectory
+    from ivr.portal.lockout import SqliteLockoutStore
+    from ivr.portal.services import DEFAULT_STORE_NAME
+
+    book = YamlDirectory.load(directory)
+    if book.get(employee) is None:
+        raise IvrError(
+            f"{directory}: no employee {employee!r} (known: {', '.join(book.employees)})"
+        )
+    path = Path(store) if store else Path(directory).with_name(DEFAULT_STORE_NAME)
+    SqliteLockoutStore(path).reset(employee)
+    click.echo(f"{employee!r} unlocked ({path})")

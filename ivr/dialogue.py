@@ -187,12 +187,14 @@ class Dialogue:
         apology prompt and a hang-up (``reason="error"``) and is logged.
         """
         if self.ended:
-            raise UnexpectedEventError(f"call {self.session.call_id!r} has ended; got {event!r}")
+            raise UnexpectedEventError(
+                f"call {self.session.call_id!r} has ended; got {type(event).__name__}"
+            )
         handler = self._handlers.get(type(event))
         if handler is None:
-            raise UnexpectedEventError(f"not an ivr event: {event!r}")
+            raise UnexpectedEventError(f"not an ivr event: {type(event).__name__}")
         if not self.started and not isinstance(event, CallStarted):
-            raise UnexpectedEventError(f"call not started; got {event!r}")
+            raise UnexpectedEventError(f"call not started; got {type(event).__name__}")
         if self.started and isinstance(event, CallStarted):
             raise UnexpectedEventError(f"call {self.session.call_id!r} started twice")
         out = self._out = []

@@ -126,10 +126,17 @@ def find_calls(session: Session) -> str:
 def check_outgoing(session: Session) -> str:
     """May the number in ``number`` be dialled? ``allowed``, ``blocked`` or ``invalid``.
 
-    Sets ``dial_number`` (E.164) when allowed."""
+    A number beginning 0 is an external number: normalised to E.164 (``invalid`` when
+    that is impossible) and checked against the blocking profile. Any other number is
+    an internal extension of the PBX, dialled as keyed. Sets ``dial_number``.
+    """
     services = _services(session)
     region = services.config.region
-    e164 = to_e164(str(session.vars.get("number") or ""), region)
+    number = str(session.vars.get("number") or "")
+    if not number.startswith("0"):
+        session.vars["dial_number"] = number
+        return "allowed"
+    e164 = to_e164(number, region)
     if e164 is None:
         return "invalid"
     if services.blocking.blocks("outgoing", e164, region):

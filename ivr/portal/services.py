@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 
 from ivr.dialogue import Engine
 from ivr.dialplan.loader import load_dialplan
+from ivr.errors import DialplanError, Problem
 from ivr.portal.blocking import BlockingProfile
 from ivr.portal.callcontrol import CallControl, SimulatedPbx
 from ivr.portal.config import LoadedPortal, PortalConfig, load_portal
@@ -69,6 +70,50 @@ def portal_services(
         else BlockingProfile(),
         hasher=hasher,
     )
+
+
+def check_portal(path: str | Path) -> list[Problem]:
+    """Every problem of a portal configuration and the files it names (errors and
+    warnings), for ``ivr check --portal``."""
+    try:
+        loaded = load_portal(path)
+    except DialplanError as exc:
+        return exc.problems
+    problems = list(loaded.warnings)
+    config = loaded.config
+    try:
+        directory = YamlDirectory.load(loaded.relative(config.directory))
+    except DialplanError as exc:
+        return problems + exc.problems
+    if config.pbx:
+        try:
+            SimulatedPbx.load(loaded.relative(config.pbx))
+        except DialplanError as exc:
+            problems += exc.problems
+    members = [
+        e
+        for e in directory
+        if (config.level == "company" or e.group == config.group)
+        and (config.area is None or e.area == config.area)
+    ]
+    if not members:
+        problems.append(
+            loaded.source.problem(
+                ("level",), "no employee of the directory may use this portal", severity="warning"
+            )
+        )
+    if config.pin_authentication:
+        for employee in members:
+            if not employee.pin_hash:
+                problems.append(
+                    loaded.source.problem(
+                        ("pin_authentication",),
+                        f"employee {employee.id!r} has no PIN and cannot log in "
+                        "(set one with `ivr portal set-pin`)",
+                        severity="warning",
+                    )
+                )
+    return problems
 
 
 def portal_engine(

@@ -20,7 +20,23 @@ from ivr.errors import DialplanError, Problem
 
 PARAM_TYPES = ("number", "digits", "keys", "time", "text")
 PROMPT_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_KEY_WORDS_DE = {"*": "Stern", "#": "Raute"}
+_DIGIT_WORDS_DE = (
+    "null",
+    "eins",
+    "zwei",
+    "drei",
+    "vier",
+    "fünf",
+    "sechs",
+    "sieben",
+    "acht",
+    "neun",
+)
+_KEY_WORDS_DE = {
+    "*": "Stern",
+    "#": "Raute",
+    **{str(digit): word for digit, word in enumerate(_DIGIT_WORDS_DE)},
+}
 
 
 @dataclass(frozen=True, slots=True)
