@@ -169,13 +169,6 @@ class Dialogue:
         self._timers = 0
         self._hops = 0
         self._failing = False
-        self._handlers: dict[type[Event], Callable[[Any], None]] = {
-            CallStarted: self._on_started,
-            DigitReceived: self._on_digit,
-            PromptFinished: self._on_prompt_finished,
-            TimerFired: self._on_timer,
-            CallHungUp: self._on_hung_up,
-        }
 
     # --- the one entry point --------------------------------------------------------
     def handle(self, event: Event) -> list[Command]:
@@ -190,7 +183,7 @@ class Dialogue:
             raise UnexpectedEventError(
                 f"call {self.session.call_id!r} has ended; got {type(event).__name__}"
             )
-        handler = self._handlers.get(type(event))
+        handler = _HANDLERS.get(type(event))
         if handler is None:
             raise UnexpectedEventError(f"not an ivr event: {type(event).__name__}")
         if not self.started and not isinstance(event, CallStarted):
@@ -200,7 +193,7 @@ class Dialogue:
         out = self._out = []
         self._hops = 0
         try:
-            handler(event)
+            handler(self, event)
         except _Failure as failure:
             self._apologise(failure.__cause__ or failure)
         except Exception as exc:  # a bug must end this call, never the process
@@ -402,6 +395,15 @@ class Dialogue:
             self._bargein = False
             self._queue.append(PromptRef(id=apology))
         self._play_next()
+
+
+_HANDLERS: dict[type[Event], Callable[[Dialogue, Any], None]] = {
+    CallStarted: Dialogue._on_started,
+    DigitReceived: Dialogue._on_digit,
+    PromptFinished: Dialogue._on_prompt_finished,
+    TimerFired: Dialogue._on_timer,
+    CallHungUp: Dialogue._on_hung_up,
+}
 
 
 def _outcome(command: Command) -> str:

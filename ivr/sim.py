@@ -260,21 +260,6 @@ class _Run:
         self.playing: tuple[int, int] | None = None  # (playback, clock handle)
         self.timers: dict[str, int] = {}
         self.states: list[tuple[int, str, str]] = []
-        self._execute: dict[type[Command], Callable[[Any], None]] = {
-            PlayPrompt: self._play,
-            StopPrompt: self._stop,
-            StartTimer: self._start_timer,
-            CancelTimer: lambda command: self._cancel_timer(command.timer),
-            PullCall: lambda command: self.line("pull", call=command.call),
-            Dial: lambda command: self.line(
-                "dial",
-                number=command.number,
-                caller_id=command.caller_id,
-                display_name=command.display_name,
-            ),
-            Transfer: lambda command: self.line("transfer", target=command.target),
-            Hangup: lambda command: self.line("hangup", reason=command.reason),
-        }
         if sim.record_states:
             sim.engine.listeners.append(self._on_transition)
         self._engine_clock = sim.engine.clock
@@ -303,10 +288,10 @@ class _Run:
         states = self.states
         states.clear()
         commands = self.dialogue.handle(event)
-        execute = self._execute
+        execute = _EXECUTE
         if not states:
             for command in commands:
-                execute[type(command)](command)
+                execute[type(command)](self, command)
         else:  # interleave the state lines where the transitions happened
             pending = iter(list(states))
             state = next(pending, None)
@@ -315,7 +300,7 @@ class _Run:
                     self.line("state", state=state[1], trigger=state[2])
                     state = next(pending, None)
                 if index < len(commands):
-                    execute[type(commands[index])](commands[index])
+                    execute[type(commands[index])](self, commands[index])
         if self.dialogue.ended:
             self.call.outcome = self.dialogue.outcome
             self.stop_all()
@@ -348,6 +333,26 @@ class _Run:
         self.call.lines.append(
             {"t": self.t, "type": "timer", "timer": name, "seconds": command.seconds}
         )
+
+    def _cancel(self, command: CancelTimer) -> None:
+        self._cancel_timer(command.timer)
+
+    def _pull(self, command: PullCall) -> None:
+        self.line("pull", call=command.call)
+
+    def _dial(self, command: Dial) -> None:
+        self.line(
+            "dial",
+            number=command.number,
+            caller_id=command.caller_id,
+            display_name=command.display_name,
+        )
+
+    def _transfer(self, command: Transfer) -> None:
+        self.line("transfer", target=command.target)
+
+    def _hangup(self, command: Hangup) -> None:
+        self.line("hangup", reason=command.reason)
 
     def _cancel_timer(self, name: str) -> None:
         handle = self.timers.pop(name, None)
@@ -419,6 +424,19 @@ class _Run:
         self.sim.engine.clock = self._engine_clock
         if self.sim.record_states:
             self.sim.engine.listeners.remove(self._on_transition)
+
+
+#: how the simulator carries out each command
+_EXECUTE: dict[type[Command], Callable[[_Run, Any], None]] = {
+    PlayPrompt: _Run._play,
+    StopPrompt: _Run._stop,
+    StartTimer: _Run._start_timer,
+    CancelTimer: _Run._cancel,
+    PullCall: _Run._pull,
+    Dial: _Run._dial,
+    Transfer: _Run._transfer,
+    Hangup: _Run._hangup,
+}
 
 
 def _steps(script: str | Iterable[str] | Sequence[Step]) -> list[Step]:
