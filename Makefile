@@ -16,6 +16,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run: system venv
 	$(BIN)/ivr check dialplans/demo.yaml
 	$(BIN)/ivr simulate dialplans/demo.yaml --caller "+49 171 1234567" --keys "2 12345# 1234 0"
+	$(BIN)/ivr check --portal examples/portal/portal.yaml dialplans/anywhere_portal.yaml
+	$(BIN)/ivr simulate dialplans/anywhere_portal.yaml --portal examples/portal/portal.yaml \
+		--caller "+49 171 1234567" --keys "4711# *11"
 
 test: system venv lint typecheck unit
 
@@ -47,6 +50,7 @@ unit: venv
 
 bench: venv
 	$(BIN)/python bench/sim_throughput.py
+	$(BIN)/python bench/portal_throughput.py
 
 schema: venv
 	$(BIN)/ivr schema -o dialplan.schema.json

@@ -335,7 +335,7 @@ class Coverage:
     def report(self) -> str:
         """A readable coverage report listing what was missed."""
         lines = [
-            f"coverage of {self.dialplan}: states {len(self.states_hit & set(self.states))}/"
+            f"coverage of {_shown(self.dialplan)}: states {len(self.states_hit & set(self.states))}/"
             f"{len(self.states)} ({self.state_ratio:.0%}), transitions "
             f"{len(self.transitions_hit)}/{len(self.transitions)} ({self.transition_ratio:.0%})"
         ]
@@ -346,6 +346,14 @@ class Coverage:
             if name not in self.transitions_hit
         ]
         return "\n".join(lines)
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 __all__ = [
