@@ -243,7 +243,7 @@ class Simulator:
             elif isinstance(step, Wait):
                 run.clock.jump(step.seconds)
             else:
-                run.send(CallHungUp())
+                run.hang_up()
         run.finish()
         return run.call
 
@@ -280,29 +280,23 @@ class _Run:
             self.states.append((dialogue.emitted, dest, trigger))
 
     def send(self, event: Event) -> None:
-        if self.dialogue.ended:
+        dialogue = self.dialogue
+        if dialogue.ended:
             return
-        self._tick()
-        if isinstance(event, CallHungUp):
-            self.line("caller_hangup")
+        self.t = round(self.clock.now - self.start, 3)
         states = self.states
         states.clear()
-        commands = self.dialogue.handle(event)
-        execute = _EXECUTE
-        if not states:
-            for command in commands:
-                execute[type(command)](self, command)
-        else:  # interleave the state lines where the transitions happened
-            pending = iter(list(states))
-            state = next(pending, None)
-            for index in range(len(commands) + 1):
-                while state is not None and state[0] <= index:
-                    self.line("state", state=state[1], trigger=state[2])
-                    state = next(pending, None)
-                if index < len(commands):
-                    execute[type(commands[index])](self, commands[index])
-        if self.dialogue.ended:
-            self.call.outcome = self.dialogue.outcome
+        commands = dialogue.handle(event)
+        done = 0
+        for index, state, trigger in states:  # state lines go where the transition happened
+            for command in commands[done:index]:
+                _EXECUTE[type(command)](self, command)
+            self.line("state", state=state, trigger=trigger)
+            done = index
+        for command in commands[done:]:
+            _EXECUTE[type(command)](self, command)
+        if dialogue.ended:
+            self.call.outcome = dialogue.outcome
             self.stop_all()
 
     def _play(self, command: PlayPrompt) -> None:
@@ -377,6 +371,11 @@ class _Run:
             self.clock.cancel(handle)
         self.timers.clear()
 
+    def hang_up(self) -> None:
+        self._tick()
+        self.line("caller_hangup")
+        self.send(CallHungUp())
+
     def wait_for_input(self) -> None:
         while self.playing is not None and not self.dialogue.ended:
             self.clock.autojump()
@@ -391,9 +390,10 @@ class _Run:
                 self.clock.jump(self.sim.key_gap)
             if dialogue.ended:
                 return
-            shown = MASK if dialogue.input_is_secret and key != _terminator(dialogue) else key
+            secret = dialogue.input_is_secret and key != _terminator(dialogue)
+            key_shown = MASK if secret else key
             self._tick()
-            line = {"t": self.t, "type": "key", "key": shown}
+            line = {"t": self.t, "type": "key", "key": key_shown}
             if self.playing is not None:
                 line["bargein"] = True
             lines.append(line)

@@ -334,8 +334,9 @@ class Coverage:
 
     def report(self) -> str:
         """A readable coverage report listing what was missed."""
+        entered = len(self.states_hit & set(self.states))
         lines = [
-            f"coverage of {_shown(self.dialplan)}: states {len(self.states_hit & set(self.states))}/"
+            f"coverage of {_shown(self.dialplan)}: states {entered}/"
             f"{len(self.states)} ({self.state_ratio:.0%}), transitions "
             f"{len(self.transitions_hit)}/{len(self.transitions)} ({self.transition_ratio:.0%})"
         ]
