@@ -1,0 +1,1 @@
+"""Telephony audio: prompt rendering, G.711, in-band DTMF."""
