@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.commands import (
+    ENDING_COMMANDS,
     CancelTimer,
     Command,
     Dial,
@@ -47,6 +48,7 @@ from ivr.events import (
 )
 from ivr.prompts.durations import PromptDurations
 from ivr.secret import MASK
+from ivr.session import Session
 
 KEY_GAP = 0.1
 #: when simulated calls start unless told otherwise: Monday 2026-01-05 09:00 in Berlin
@@ -192,8 +194,12 @@ class Simulator:
         key_gap: float = KEY_GAP,
         max_seconds: float = MAX_CALL_SECONDS,
         record_states: bool = True,
+        effects: Callable[[Command, Session], None] | None = None,
     ) -> None:
         self.engine = engine
+        #: what carrying out a dialogue-ending command does to the simulated world
+        #: (default: the engine context's ``apply(command, session)``, if it has one)
+        self.effects = effects if effects is not None else getattr(engine.context, "apply", None)
         self.catalog = engine.dialplan.catalog
         self.durations = durations or PromptDurations(self.catalog)
         self.key_gap = key_gap
@@ -298,6 +304,12 @@ class _Run:
         if dialogue.ended:
             self.call.outcome = dialogue.outcome
             self.stop_all()
+            if (
+                self.sim.effects is not None
+                and commands
+                and isinstance(commands[-1], ENDING_COMMANDS)
+            ):
+                self.sim.effects(commands[-1], dialogue.session)
 
     def _play(self, command: PlayPrompt) -> None:
         text, seconds = self.sim.prompt(command.prompt, command.params)

@@ -11,6 +11,7 @@ Seed format (``examples/portal/pbx.yaml``)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +41,22 @@ class CallControl(Protocol):
     def active_calls(self, employee_id: str) -> list[ActiveCall]:
         """The employee's running calls, oldest first."""
 
+    def pull(self, call_id: str, to: str) -> None:
+        """Move running call ``call_id`` onto the leg of the portal caller ``to``."""
+
+    def dial(self, number: str, *, for_caller: str, caller_id: str, display_name: str) -> None:
+        """Call ``number`` for the portal caller, presenting ``caller_id``/``display_name``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedCall:
+    """A call the simulated PBX placed for a portal caller."""
+
+    number: str
+    for_caller: str
+    caller_id: str
+    display_name: str
+
 
 class _Seed(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -48,10 +65,14 @@ class _Seed(BaseModel):
 
 
 class SimulatedPbx:
-    """A PBX in memory: calls from a seed file, listed oldest first."""
+    """A PBX in memory: calls from a seed file, listed oldest first. A pulled call leaves
+    its employee's list (it now runs on the portal caller's leg); placed calls are kept
+    in ``placed``."""
 
     def __init__(self, calls: list[ActiveCall] | None = None) -> None:
         self.calls = list(calls or [])
+        self.pulled: list[tuple[ActiveCall, str]] = []
+        self.placed: list[PlacedCall] = []
 
     @classmethod
     def load(cls, path: str | Path) -> SimulatedPbx:
@@ -66,3 +87,14 @@ class SimulatedPbx:
     def active_calls(self, employee_id: str) -> list[ActiveCall]:
         mine = [c for c in self.calls if c.employee == employee_id]
         return sorted(mine, key=lambda c: (c.started is not None, c.started or 0))
+
+    def pull(self, call_id: str, to: str) -> None:
+        for call in self.calls:
+            if call.id == call_id:
+                self.calls.remove(call)
+                self.pulled.append((call, to))
+                return
+        raise KeyError(f"no running call {call_id!r}")
+
+    def dial(self, number: str, *, for_caller: str, caller_id: str, display_name: str) -> None:
+        self.placed.append(PlacedCall(number, for_caller, caller_id, display_name))

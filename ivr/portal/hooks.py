@@ -144,3 +144,21 @@ def check_outgoing(session: Session) -> str:
         return "blocked"
     session.vars["dial_number"] = e164
     return "allowed"
+
+
+@hooks.register("portal.check_forward")
+def check_forward(session: Session) -> str:
+    """May the call be forwarded (transferred) to ``transfer_target``? ``allowed``,
+    ``blocked`` (by the profile's ``forwarded`` rules) or ``invalid``. For dialplans that
+    put a ``transfer`` state behind the portal; internal extensions are allowed."""
+    services = _services(session)
+    region = services.config.region
+    target = str(session.vars.get("transfer_target") or "")
+    if not target:
+        return "invalid"
+    if not target.startswith("0") and not target.startswith("+"):
+        return "allowed"
+    e164 = to_e164(target, region)
+    if e164 is None:
+        return "invalid"
+    return "blocked" if services.blocking.blocks("forwarded", e164, region) else "allowed"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
+from ivr.commands import Command, Dial, PullCall
 from ivr.dialogue import Engine
 from ivr.dialplan.loader import load_dialplan
 from ivr.errors import DialplanError, Problem
@@ -17,6 +18,7 @@ from ivr.portal.config import LoadedPortal, PortalConfig, load_portal
 from ivr.portal.directory import Directory, YamlDirectory
 from ivr.portal.lockout import LockoutStore, MemoryLockoutStore, SqliteLockoutStore
 from ivr.portal.pin import PRODUCTION_HASHER
+from ivr.session import Session
 
 log = logging.getLogger("ivr.portal")
 
@@ -34,6 +36,18 @@ class PortalServices:
     lockouts: LockoutStore
     blocking: BlockingProfile = field(default_factory=BlockingProfile)
     hasher: PasswordHasher = PRODUCTION_HASHER
+
+    def apply(self, command: Command, session: Session) -> None:
+        """Carry out a pull or dial through call control (runtimes call this)."""
+        if isinstance(command, PullCall):
+            self.call_control.pull(command.call, to=session.caller)
+        elif isinstance(command, Dial):
+            self.call_control.dial(
+                command.number,
+                for_caller=session.caller,
+                caller_id=command.caller_id,
+                display_name=command.display_name,
+            )
 
 
 def default_store_path(loaded: LoadedPortal) -> Path:
