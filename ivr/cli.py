@@ -18,7 +18,7 @@ import click
 from ivr.dialplan.loader import load_dialplan
 from ivr.errors import DialplanError, IvrError, Problem
 from ivr.sim import REFERENCE_START, Simulator, format_transcript, parse_script
-from ivr.testing import ScenarioRunner, default_engine
+from ivr.testing import ScenarioRunner, audio_warnings, default_engine, durations_for
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
@@ -84,7 +84,7 @@ def check(dialplans: tuple[str, ...], portal: str | None, strict: bool) -> None:
         except DialplanError as exc:
             problems += exc.problems
             continue
-        problems += plan.warnings
+        problems += [*plan.warnings, *audio_warnings(plan)]
         click.echo(f"{path}: ok ({len(plan.states)} states, {len(plan.edges())} transitions)")
     for problem in problems:
         click.echo(str(problem), err=True)
@@ -120,7 +120,9 @@ def simulate(
     steps = parse_script(keys)
     engine = default_engine(Path(dialplan), Path(portal) if portal else None)
     start = at.timestamp() if at is not None else REFERENCE_START
-    call = Simulator(engine).run(steps, caller=caller, called=called, start=start)
+    call = Simulator(engine, durations=durations_for(engine)).run(
+        steps, caller=caller, called=called, start=start
+    )
     if as_json:
         for line in call.lines:
             click.echo(json.dumps(line, ensure_ascii=False, default=str))
@@ -244,3 +246,80 @@ def unlock(directory: str, employee: str, store: str | None) -> None:
     path = Path(store) if store else Path(directory).with_name(DEFAULT_STORE_NAME)
     SqliteLockoutStore(path).reset(employee)
     click.echo(f"{employee!r} unlocked ({path})")
+
+
+@main.group()
+@click.option("--lang", default="de", show_default=True, help="Catalog language (prompts/LANG).")
+@click.option("--catalog", type=click.Path(file_okay=False), help="Catalog directory.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Cache directory.")
+@click.pass_context
+def prompts(ctx: click.Context, lang: str, catalog: str | None, cache: str | None) -> None:
+    """Prompt audio: render the catalog offline, list it, say one prompt."""
+    from ivr.audio.library import PromptAudio
+    from ivr.prompts.catalog import load_catalog
+
+    ctx.obj = PromptAudio(load_catalog(catalog or Path("prompts") / lang, lang), cache)
+
+
+@prompts.command()
+@click.option("--force", is_flag=True, help="Render everything again, ignoring the cache.")
+@click.pass_obj
+def render(audio: Any, force: bool) -> None:
+    """Render every prompt piece and parameter fragment that is not cached."""
+    pieces = list(audio.pieces())
+    with click.progressbar(length=len(pieces), label="rendering", file=sys.stderr) as bar:
+        summary = audio.render(force=force, progress=lambda piece: bar.update(1))
+    for failure in summary.failed:
+        click.echo(f"error: {failure}", err=True)
+    click.echo(
+        f"{summary.rendered} rendered, {summary.cached} cached, {summary.recorded} recorded, "
+        f"{len(summary.failed)} failed ({audio.cache_dir})"
+    )
+    if summary.failed:
+        sys.exit(EXIT_ERROR)
+
+
+@prompts.command("list")
+@click.pass_obj
+def list_prompts(audio: Any) -> None:
+    """Each prompt: id, source (tts/recorded), duration, text."""
+    for prompt_id in sorted(audio.catalog):
+        prompt = audio.catalog[prompt_id]
+        source = "recorded" if audio.recording(prompt_id) and not prompt.params else "tts"
+        example = {name: _EXAMPLE_VALUES[kind] for name, kind in prompt.params.items()}
+        seconds = audio.seconds(prompt_id, example)
+        shown = f"{seconds:6.2f}s" if seconds is not None else "   -   "
+        click.echo(f"{prompt_id:<28} {source:<8} {shown}  {prompt.text}")
+
+
+_EXAMPLE_VALUES = {"number": 2, "digits": "0301234567", "keys": "*11", "time": "14:30", "text": ""}
+
+
+@prompts.command()
+@click.argument("prompt_id")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("-p", "--param", "params", multiple=True, help="NAME=VALUE (repeatable).")
+@click.option(
+    "--format",
+    "codec",
+    type=click.Choice(["pcm", "pcmu", "pcma"]),
+    default="pcm",
+    show_default=True,
+    help="16-bit PCM, or G.711 µ-law / A-law.",
+)
+@click.pass_obj
+def say(audio: Any, prompt_id: str, output: str, params: tuple[str, ...], codec: str) -> None:
+    """Write PROMPT_ID, its parameters filled in, as an 8 kHz WAV file."""
+    if prompt_id not in audio.catalog:
+        raise IvrError(f"no prompt {prompt_id!r} in {audio.catalog.directory}")
+    values: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise IvrError(f"--param {item!r}: use NAME=VALUE")
+        values[name] = value
+    missing = set(audio.catalog[prompt_id].params) - set(values)
+    if missing:
+        raise IvrError(f"prompt {prompt_id!r} needs --param {', '.join(sorted(missing))}=...")
+    Path(output).write_bytes(audio.wav(prompt_id, values, codec))
+    click.echo(f"wrote {output}")

@@ -24,7 +24,7 @@ scenarios::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,8 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ivr.dialogue import Engine, coverage_listener
 from ivr.dialplan.loader import load_dialplan
+from ivr.dialplan.model import Dialplan
 from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, IvrError, Problem
+from ivr.prompts.durations import PromptDurations
 from ivr.sim import (
     OUTCOMES,
     REFERENCE_START,
@@ -47,6 +49,45 @@ from ivr.sim import (
 )
 
 EngineFactory = Callable[[Path, Path | None], Engine]
+
+
+def audio_warnings(plan: Dialplan) -> list[Problem]:
+    """Warnings about the dialplan's prompt audio: prompts without rendered audio (when
+    anything was rendered at all), recordings without a prompt text."""
+    from ivr.audio.library import PromptAudio
+
+    audio = PromptAudio(plan.catalog)
+    warnings = [
+        Problem(
+            f"recording {path.name} has no prompt text in the catalog",
+            file=str(path),
+            severity="warning",
+        )
+        for path in audio.orphan_recordings()
+    ]
+    if not audio.cache_dir.is_dir():
+        return warnings  # nothing rendered yet: durations are estimated, say nothing
+    used = {ref.id for state in plan.states.values() for _path, ref in state.prompt_refs()}
+    missing = sorted({name.split("#")[0] for name in audio.missing()} & used)
+    if missing:
+        warnings.append(
+            Problem(
+                f"{len(missing)} prompts have no rendered audio ({', '.join(missing[:5])}"
+                f"{', ...' if len(missing) > 5 else ''}): run `ivr prompts render`",
+                file=plan.file,
+                severity="warning",
+            )
+        )
+    return warnings
+
+
+def durations_for(engine: Engine) -> Callable[[str, Mapping[str, Any]], float]:
+    """Prompt durations for the simulator: rendered audio when cached, else estimated."""
+    from ivr.audio.library import PromptAudio, default_cache_dir
+
+    catalog = engine.dialplan.catalog
+    audio = PromptAudio(catalog) if default_cache_dir(catalog).is_dir() else None
+    return PromptDurations(catalog, audio.seconds if audio is not None else None)
 
 
 def default_engine(dialplan: Path, portal: Path | None = None) -> Engine:
@@ -73,7 +114,9 @@ def simulate(
         if isinstance(dialplan, Engine)
         else default_engine(Path(dialplan), Path(portal) if portal else None)
     )
-    return Simulator(engine).run(keys, caller=caller, called=called)
+    return Simulator(engine, durations=durations_for(engine)).run(
+        keys, caller=caller, called=called
+    )
 
 
 # --- assertions --------------------------------------------------------------------
@@ -214,6 +257,7 @@ class ScenarioRunner:
     engine_factory: EngineFactory = default_engine
     fired: dict[str, Counter[str]] = field(default_factory=dict)
     engines: dict[str, Engine] = field(default_factory=dict)
+    _durations: dict[str, Callable[[str, Mapping[str, Any]], float]] = field(default_factory=dict)
 
     def engine(self, dialplan: Path, portal: Path | None) -> Engine:
         """A new engine for this dialplan and portal, counted into the coverage."""
@@ -258,7 +302,7 @@ class ScenarioRunner:
     ) -> ScenarioResult:
         """Run one scenario on ``engine``, starting at virtual time ``start``."""
         try:
-            call = Simulator(engine).run(
+            call = Simulator(engine, durations=self.durations(engine)).run(
                 parse_script(scenario.keys),
                 caller=scenario.caller,
                 called=scenario.called,
@@ -268,6 +312,13 @@ class ScenarioRunner:
         except SimulationError as exc:
             return ScenarioResult(scenario.name, file, line, [str(exc)])
         return ScenarioResult(scenario.name, file, line, check_call(call, scenario.expect), call)
+
+    def durations(self, engine: Engine) -> Callable[[str, Mapping[str, Any]], float]:
+        """Prompt durations for ``engine``'s catalog (rendered audio when cached)."""
+        key = engine.dialplan.catalog.directory
+        if key not in self._durations:
+            self._durations[key] = durations_for(engine)
+        return self._durations[key]
 
     def coverage(self) -> list[Coverage]:
         """Transition coverage of everything run so far, per dialplan."""
