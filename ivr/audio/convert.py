@@ -55,7 +55,7 @@ def lowpass(samples: np.ndarray, rate: int, cutoff: float = CUTOFF_HZ) -> np.nda
 
 def to_telephony(segment: AudioSegment) -> AudioSegment:
     """``segment`` as 8 kHz mono 16-bit: filtered, resampled, trimmed, normalised."""
-    return normalise_level(trim(resample(segment)))
+    return pad(normalise_level(strip_silence(resample(segment))))
 
 
 def resample(segment: AudioSegment) -> AudioSegment:
@@ -69,13 +69,17 @@ def resample(segment: AudioSegment) -> AudioSegment:
     return segment.set_frame_rate(RATE) if segment.frame_rate != RATE else segment
 
 
-def trim(segment: AudioSegment, pad_ms: int = PAD_MS) -> AudioSegment:
-    """Cut leading and trailing silence, then pad ``pad_ms`` of silence at both ends."""
+def strip_silence(segment: AudioSegment) -> AudioSegment:
+    """Cut leading and trailing silence (below ``SILENCE_DBFS``)."""
     start = detect_leading_silence(segment, silence_threshold=SILENCE_DBFS, chunk_size=5)
     end = detect_leading_silence(segment.reverse(), silence_threshold=SILENCE_DBFS, chunk_size=5)
-    body = segment[start : max(start, len(segment) - end)]
-    pad = AudioSegment.silent(duration=pad_ms, frame_rate=RATE).set_sample_width(SAMPLE_WIDTH)
-    return pad + body + pad
+    return segment[start : max(start, len(segment) - end)]
+
+
+def pad(segment: AudioSegment, pad_ms: int = PAD_MS) -> AudioSegment:
+    """``pad_ms`` of silence before and after ``segment``."""
+    silence = AudioSegment.silent(duration=pad_ms, frame_rate=RATE).set_sample_width(SAMPLE_WIDTH)
+    return silence + segment + silence
 
 
 def normalise_level(segment: AudioSegment) -> AudioSegment:
@@ -90,7 +94,9 @@ def normalise_level(segment: AudioSegment) -> AudioSegment:
 def load_wav(data: bytes | str) -> AudioSegment:
     """Read a WAV file (path or bytes) of any rate, width and channel count."""
     source = io.BytesIO(data) if isinstance(data, bytes) else data
-    return AudioSegment.from_wav(source)
+    with warnings.catch_warnings():  # pydub probes for ffprobe on odd files
+        warnings.simplefilter("ignore")
+        return AudioSegment.from_wav(source)
 
 
 def encode(pcm16: bytes, codec: Codec) -> bytes:

@@ -208,6 +208,10 @@ class PromptAudio:
                 self._pcm[key] = self._read(key)
         return len(self._pcm)
 
+    def piece_pcm(self, piece: Piece) -> bytes:
+        """The cached audio of one piece (8 kHz 16-bit PCM)."""
+        return self._read(self.key(piece))
+
     def _read(self, key: str) -> bytes:
         data = self._path(key).read_bytes()
         return data[44:]  # our own canonical files: 44-byte header, then PCM
