@@ -65,6 +65,10 @@ class _SharedMachine(Machine):
 class _Failure(Exception):
     """Internal: the call cannot go on (hook raised, bad template, loop)."""
 
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
 
 class Engine:
     """Runs one dialplan: owns its shared state machine and makes dialogues.
@@ -195,7 +199,7 @@ class Dialogue:
         try:
             handler(self, event)
         except _Failure as failure:
-            self._apologise(failure.__cause__ or failure)
+            self._apologise(failure.error)
         except Exception as exc:  # a bug must end this call, never the process
             log.exception("call %s: internal error in state %s", self.session.call_id, self.state)
             self._apologise(exc)
