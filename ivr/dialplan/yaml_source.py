@@ -22,6 +22,7 @@ MAX_NODES = 100_000
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Path_ = tuple[str | int, ...]
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,8 @@ class _Walker:
         if len(path) > 64:
             raise _one_line(self.source.file, "YAML nested too deeply", node.start_mark)
         self.source.values.setdefault(path, _pos(node))
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+            raise _one_line(self.source.file, f"unsupported YAML tag {node.tag}", node.start_mark)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):

@@ -74,7 +74,9 @@ class _Values(dict[str, Any]):
         return f"<{key}?>"
 
     def __getitem__(self, key: str) -> Any:
-        value = super().__getitem__(key) if key in self else self.__missing__(key)
+        if key not in self:
+            return self.__missing__(key)
+        value = super().__getitem__(key)
         if self.types.get(key) == "keys":
             return " ".join(_KEY_WORDS_DE.get(ch, ch) for ch in str(value))
         if self.types.get(key) == "digits":
