@@ -9,6 +9,7 @@ which turn into commands.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
@@ -31,6 +32,22 @@ ExpressionField = Annotated[
     Expression,
     BeforeValidator(_expression),
     WithJsonSchema({"type": "string", "description": "an expression over session variables"}),
+]
+
+
+def _regex(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[
+    re.Pattern[str],
+    BeforeValidator(_regex),
+    WithJsonSchema({"type": "string", "description": "a regular expression (full match)"}),
 ]
 
 

@@ -21,13 +21,12 @@ Example::
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ivr.secret import Secret
-from ivr.states.base import Call, Edge, StateName
+from ivr.states.base import Call, Edge, Regex, StateName
 from ivr.states.input import InputState
 
 VARIABLE = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -42,24 +41,13 @@ class Collect(InputState):
     max_digits: int = Field(
         default=20, ge=1, le=128, description="input ends when this many keys were pressed"
     )
-    pattern: str | None = Field(
+    pattern: Regex | None = Field(
         default=None,
         description="regular expression the whole input must match",
         examples=["[0-9]{4,8}"],
     )
     secret: bool = Field(default=False, description="mask the keys everywhere (PINs)")
     next: StateName = Field(description="state after valid input")
-    _regex: re.Pattern[str] | None = PrivateAttr(default=None)
-
-    @field_validator("pattern")
-    @classmethod
-    def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
 
     @model_validator(mode="after")
     def _digit_range(self) -> Collect:
@@ -68,9 +56,6 @@ class Collect(InputState):
                 f"min_digits ({self.min_digits}) is greater than max_digits ({self.max_digits})"
             )
         return self
-
-    def model_post_init(self, context: object) -> None:
-        self._regex = re.compile(self.pattern) if self.pattern is not None else None
 
     def edges(self) -> list[Edge]:
         return [Edge("next", self.next, ("next",)), *super().edges()]
@@ -90,7 +75,7 @@ class Collect(InputState):
 
     def finish(self, call: Call, digits: str) -> None:
         if len(digits) < self.min_digits or (
-            self._regex is not None and self._regex.fullmatch(digits) is None
+            self.pattern is not None and self.pattern.fullmatch(digits) is None
         ):
             self.no_match(call)
             return

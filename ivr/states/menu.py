@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from ivr.states.base import Call, Edge, StateName
+from ivr.states.base import Call, Edge, Regex, StateName
 from ivr.states.collect import VARIABLE
 from ivr.states.input import InputState
 
@@ -35,32 +35,18 @@ CODE = re.compile(r"^[0-9*#A-D]{1,16}$")
 class MenuEntry(BaseModel):
     """Free digits typed in a menu (not an option code), stored in a variable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     into: str = Field(pattern=VARIABLE, description="session variable that receives the digits")
     min_digits: int = Field(default=1, ge=1, le=128, description="fewest keys accepted")
     max_digits: int = Field(default=20, ge=1, le=128, description="input ends at this many keys")
-    pattern: str | None = Field(default=None, description="full-match regular expression")
+    pattern: Regex | None = Field(default=None, description="full-match regular expression")
     next: StateName = Field(description="state after a valid entry")
-    _regex: re.Pattern[str] | None = PrivateAttr(default=None)
-
-    @field_validator("pattern")
-    @classmethod
-    def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
-
-    def model_post_init(self, context: object) -> None:
-        self._regex = re.compile(self.pattern) if self.pattern is not None else None
 
     def accepts(self, digits: str) -> bool:
         """True when ``digits`` is a valid entry."""
         return self.min_digits <= len(digits) <= self.max_digits and (
-            self._regex is None or self._regex.fullmatch(digits) is not None
+            self.pattern is None or self.pattern.fullmatch(digits) is not None
         )
 
 
