@@ -1,0 +1,1 @@
+"""The SIP runtime (pyVoIP) and its building blocks."""
