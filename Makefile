@@ -51,6 +51,8 @@ unit: venv
 bench: venv
 	$(BIN)/python bench/sim_throughput.py
 	$(BIN)/python bench/portal_throughput.py
+	$(BIN)/python bench/prompt_audio.py
+	$(BIN)/python bench/dtmf_detector.py
 
 schema: venv
 	$(BIN)/ivr schema -o dialplan.schema.json

@@ -59,11 +59,10 @@ def main() -> int:
         f"python:   {platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}"
     )
+    fragments = sum(1 for p in pieces if p.name.startswith("fragment:"))
     print(
-        f"catalog:  {len(catalog)} prompts -> {len(pieces)} pieces "
-        f"(text pieces + {len(pieces) - sum(1 for p in pieces if '#' in p.name or p.recording)} "
-        "fragments); parameterless prompts hold "
-        f"{seconds_of_audio:.0f} s of audio"
+        f"catalog:  {len(catalog)} prompts -> {len(pieces)} pieces ({fragments} of them "
+        f"parameter fragments); parameterless prompts hold {seconds_of_audio:.0f} s of audio"
     )
     print(
         f"cold render (pyttsx3 worker + FIR/8 kHz/level/trim): {cold:6.2f} s "
