@@ -275,11 +275,6 @@ def test_a_file_under_a_regular_file(tmp_path: Path) -> None:
 
 
 # --- bugs -------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    reason="BUG: read_yaml checks the size with stat() only, so a FIFO (or /dev/zero, any"
-    " non-regular file) is read without limit",
-    strict=True,
-)
 @pytest.mark.timeout(20)
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
 def test_the_size_limit_holds_for_a_fifo(tmp_path: Path) -> None:
@@ -320,13 +315,6 @@ CRASHERS = [
 ]
 
 
-@pytest.mark.xfail(
-    reason="BUG: yaml_source._Walker only catches yaml.YAMLError from PyYAML's constructor"
-    " (and not at all for keys): bad !!int/!!float/!!bool/!!timestamp values, an invalid"
-    " plain date, tagged keys and ints over 4300 digits raise ValueError, KeyError,"
-    " IndexError, AttributeError or ConstructorError",
-    strict=True,
-)
 @pytest.mark.parametrize(("content", "line", "column"), CRASHERS)
 def test_a_bad_scalar_is_a_dialplan_error_at_its_place(
     tmp_path: Path, content: bytes, line: int, column: int
@@ -339,22 +327,12 @@ def test_a_bad_scalar_is_a_dialplan_error_at_its_place(
     assert "\n" not in str(problem)
 
 
-@pytest.mark.xfail(
-    reason="BUG: parse_yaml(str) with a lone surrogate raises UnicodeEncodeError"
-    " (the C loader encodes the text to UTF-8)",
-    strict=True,
-)
 def test_parse_yaml_of_text_with_a_lone_surrogate() -> None:
     with pytest.raises(DialplanError) as info:
         parse_yaml("a: \ud800\n", file="x.yaml")
     assert len(info.value.problems) == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: format_path does not escape keys, so a key with a line break makes a"
-    " problem's str() span two lines",
-    strict=True,
-)
 def test_a_key_with_a_line_break_still_gives_one_line(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -365,11 +343,6 @@ def test_a_key_with_a_line_break_still_gives_one_line(tmp_path: Path) -> None:
     assert one_problem(path).startswith(f"{path}:3:1: ")
 
 
-@pytest.mark.xfail(
-    reason="BUG: for a second YAML document only the PyYAML 'problem' half is reported"
-    " ('but found another document'); the context 'expected a single document' is dropped",
-    strict=True,
-)
 def test_two_documents_say_only_one_is_allowed(tmp_path: Path) -> None:
     path = write(tmp_path, b"a: 1\n---\nb: 2\n")
     assert "single document" in one_problem(path).removeprefix(str(path))

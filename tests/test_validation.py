@@ -836,10 +836,6 @@ def test_an_empty_state_name_is_an_error(write: Write) -> None:
     assert found.startswith(f"{path}:20:3: states.")
 
 
-@pytest.mark.xfail(
-    reason="BUG: overriding a key merged in with '<<: *anchor' is reported as a duplicate key",
-    strict=True,
-)
 def test_a_merged_key_can_be_overridden(write: Write) -> None:
     path = write(
         GOOD.replace("  main:\n", "  main: &menu\n") + "  other:\n    <<: *menu\n    prompt: bye\n"
@@ -896,11 +892,6 @@ def test_a_missing_catalog_folder_is_reported_at_the_prompts_entry(write: Write)
     assert found.startswith(f"{path}:1:10: prompts: ")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a 'prompts:' folder name that is too long for the OS raises OSError"
-    " (ENAMETOOLONG from Path.is_dir in load_catalog), not DialplanError",
-    strict=True,
-)
 def test_a_too_long_catalog_folder_name_is_a_dialplan_error(write: Write) -> None:
     path = write(GOOD.replace("prompts: prompts", "prompts: " + "x" * 300))
     assert len(problems(path)) == 1

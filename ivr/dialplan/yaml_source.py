@@ -7,6 +7,7 @@ value can be traced back to ``file:line:col``.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,12 @@ class Source:
 
 def format_path(path: Path_) -> str:
     """``('states', 'main', 'options', '9')`` -> ``states.main.options.9``."""
-    return ".".join(str(p) for p in path)
+    return ".".join(_shown(p) for p in path)
+
+
+def _shown(part: str | int) -> str:
+    text = str(part)
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _one_line(file: str, message: str, mark: Any = None) -> DialplanError:
@@ -82,10 +88,17 @@ def read_yaml(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Source:
     """Load ``path`` into a :class:`Source`; every failure is one :class:`DialplanError`."""
     file = str(path)
     try:
-        size = Path(path).stat().st_size
-        if size > max_bytes:
-            raise _one_line(file, f"file is {size} bytes; the limit is {max_bytes} bytes")
-        raw = Path(path).read_bytes()
+        info = Path(path).stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise _one_line(file, "not a regular file (a pipe or device?)")
+        if info.st_size > max_bytes:
+            raise _one_line(file, f"file is {info.st_size} bytes; the limit is {max_bytes} bytes")
+        with Path(path).open("rb") as handle:
+            raw = handle.read(max_bytes + 1)  # the file may grow after stat()
+        if len(raw) > max_bytes:
+            raise _one_line(file, f"file is over the limit of {max_bytes} bytes")
     except DialplanError:
         raise
     except IsADirectoryError:
@@ -106,6 +119,10 @@ def parse_yaml(raw: bytes | str, *, file: str = "<string>") -> Source:
             raise _one_line(file, f"not UTF-8 text (bad byte at offset {exc.start})") from None
     else:
         text = raw
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _one_line(file, f"not UTF-8 text (bad character at offset {exc.start})") from None
     if not text.strip():
         raise _one_line(file, "file is empty")
     try:
@@ -113,6 +130,8 @@ def parse_yaml(raw: bytes | str, *, file: str = "<string>") -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        if message.startswith("but found another document"):
+            message = "expected a single document, but found another document"
         raise _one_line(file, f"YAML syntax error: {message}", mark) from None
     except yaml.reader.ReaderError as exc:
         what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
@@ -156,14 +175,19 @@ class _Walker:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self.constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            message = " ".join(str(getattr(exc, "problem", exc)).split())
+        except Exception as exc:  # PyYAML raises ValueError, KeyError, ... for bad scalars
+            detail = getattr(exc, "problem", None) or f"{type(exc).__name__}: {exc}"
+            message = " ".join(str(detail).split())[:200]
             raise _one_line(self.source.file, f"bad value: {message}", node.start_mark) from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
+        explicit: set[str] = set()
         pairs = list(node.value)
         merged = [pair for pair in pairs if pair[0].tag == "tag:yaml.org,2002:merge"]
         for key_node, value_node in merged:  # '<<: *defaults' — explicit keys win
@@ -183,10 +207,10 @@ class _Walker:
                 raise _one_line(
                     self.source.file, "mapping keys must be plain scalars", key_node.start_mark
                 )
-            key = self.constructor.construct_object(key_node)
+            key = self._scalar(key_node)
             key = key if isinstance(key, str) else str(key_node.value)
             child = (*path, key)
-            if key in result and child in self.source.keys:
+            if key in explicit:
                 first = self.source.keys[child]
                 raise DialplanError(
                     Problem(
@@ -197,6 +221,7 @@ class _Walker:
                         path=format_path(child),
                     )
                 )
+            explicit.add(key)
             self.source.keys[child] = _pos(key_node)
             result[key] = self.value(value_node, child)
         return result

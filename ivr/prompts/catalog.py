@@ -133,7 +133,11 @@ class PromptCatalog:
 def load_catalog(directory: str | Path, language: str = "") -> PromptCatalog:
     """Load every ``*.yaml`` in ``directory``; all problems are reported together."""
     folder = Path(directory)
-    if not folder.is_dir():
+    try:
+        found = folder.is_dir()
+    except OSError:  # e.g. a name too long for the file system
+        found = False
+    if not found:
         raise DialplanError(Problem("prompt catalog directory not found", file=str(folder)))
     prompts: dict[str, PromptText] = {}
     problems: list[Problem] = []
