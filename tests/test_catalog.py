@@ -256,31 +256,17 @@ def test_catalog_text_renders_by_id(tmp_path: Path) -> None:
 
 
 # --- bugs -------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    reason="BUG: a parameter used with two types ({n} and {n:number}) is accepted;"
-    " the last type silently wins",
-    strict=True,
-)
 def test_a_parameter_with_two_types_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path / "de", "a.yaml", "calls: 'Sie haben {n} ({n:number}) Anrufe.'\n")
     (found,) = problems(tmp_path / "de")
     assert found.startswith(f"{path}:1:8: calls: ")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a placeholder with a conversion ({a!r}) is reported as 'bad placeholder {a}',"
-    " which names a valid placeholder instead of what was written",
-    strict=True,
-)
 def test_a_conversion_is_named_in_the_error() -> None:
     with pytest.raises(ValueError, match=r"\{a!r\}"):
         parse_params("Hallo {a!r}")
 
 
-@pytest.mark.xfail(
-    reason="BUG: 'note: ~' (null) is stored as the note text 'None'",
-    strict=True,
-)
 def test_a_null_note_is_no_note(tmp_path: Path) -> None:
     write(tmp_path / "de", "a.yaml", "hi: {text: Hallo, note: ~}\n")
     assert load_catalog(tmp_path / "de")["hi"].note == ""

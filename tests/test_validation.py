@@ -816,11 +816,6 @@ def test_an_unknown_target_in_defaults_is_reported_at_the_defaults_entry(write: 
     ]
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unknown top-level key stops the loader before state references,"
-    " hooks and prompts are checked, so their errors are not reported",
-    strict=True,
-)
 def test_an_unknown_top_level_key_does_not_hide_other_errors(write: Write) -> None:
     path = write(with_lines(GOOD, "initial: main", "colour: red").replace('"9": main', '"9": mian'))
     assert problems(path) == [
@@ -829,7 +824,6 @@ def test_an_unknown_top_level_key_does_not_hide_other_errors(write: Write) -> No
     ]
 
 
-@pytest.mark.xfail(reason="BUG: an empty state name '' is accepted", strict=True)
 def test_an_empty_state_name_is_an_error(write: Write) -> None:
     path = write(GOOD + "  '': {kind: hangup}\n")
     (found,) = problems(path)

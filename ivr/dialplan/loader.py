@@ -75,15 +75,19 @@ class _Loader:
             raw_states = {}
         states: dict[str, State] = {}
         for name, raw in raw_states.items():
-            if not set(name) <= STATE_NAME_CHARS:
+            if not name or not set(name) <= STATE_NAME_CHARS:
                 self.error(
                     ("states", name), "state names use letters, digits, _ and -", at_key=True
                 )
             state = self._state(name, raw, defaults)
             if state is not None:
                 states[name] = state
-        if header is None:
-            raise DialplanError(self.problems)
+        if header is None:  # still check the rest with the header's valid fields
+            known = {k: v for k, v in header_data.items() if k in DialplanHeader.model_fields}
+            try:
+                header = DialplanHeader.model_validate(known)
+            except ValidationError:
+                raise DialplanError(self.problems) from None
         catalog = self.catalog or self._catalog(header.prompts)
         hooks = self.hooks if self.hooks is not None else self._hooks(header.hooks)
         self._cross_check(header, states, raw_states, catalog, hooks)

@@ -94,13 +94,16 @@ def parse_params(text: str) -> dict[str, str]:
         if name is None:
             continue
         if not name.isidentifier() or conversion:
-            raise ValueError(f"bad placeholder {{{name}}}: use {{name}} or {{name:type}}")
+            written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(f"bad placeholder {{{written}}}: use {{name}} or {{name:type}}")
         kind = spec or "text"
         if kind not in PARAM_TYPES:
             raise ValueError(
                 f"placeholder {{{name}:{spec}}}: unknown type {spec!r} "
                 f"(one of {', '.join(PARAM_TYPES)})"
             )
+        if params.get(name, kind) != kind:
+            raise ValueError(f"placeholder {{{name}}} is used with two types")
         params[name] = kind
     return params
 
@@ -159,7 +162,7 @@ def load_catalog(directory: str | Path, language: str = "") -> PromptCatalog:
                     problems.append(
                         source.problem((*where, sorted(unknown)[0]), "unknown key", at_key=True)
                     )
-                text, note = entry.get("text"), str(entry.get("note", ""))
+                text, note = entry.get("text"), str(entry.get("note") or "")
             if not PROMPT_ID.match(str(prompt_id)):
                 problems.append(
                     source.problem(where, "prompt ids are lower_snake_case", at_key=True)
