@@ -1,4 +1,4 @@
-"""The ``ivr`` command: check, simulate, test, schema, graph.
+"""The ``ivr`` command: check, simulate, test, schema, graph, serve, portal, prompts.
 
 Exit codes: 0 success; 1 test failures (or warnings with ``--strict``); 2 errors in
 the files given (dialplan, scenario, script) or bad usage.
@@ -187,6 +187,96 @@ def graph(dialplan: str, output: str) -> None:
     from ivr.graph import write_graph
 
     click.echo(f"wrote {write_graph(load_dialplan(dialplan), output)}")
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{value!r}: use HOST:PORT")
+    return host, int(port)
+
+
+@main.command()
+@click.argument("dialplan", type=click.Path(exists=True, dir_okay=False))
+@click.option("--portal", type=click.Path(exists=True, dir_okay=False), help="Portal config.")
+@click.option("--registrar", required=True, help="Registrar/proxy HOST:PORT (e.g. Kamailio).")
+@click.option("--user", default="portal", show_default=True, help="User to register as.")
+@click.option("--password", default="", help="Digest password (or env IVR_SIP_PASSWORD).")
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5080, show_default=True, help="SIP port (0: any free port).")
+@click.option("--rtp-ports", default="20000-29999", show_default=True, help="RTP port range.")
+@click.option(
+    "--pull-target",
+    default="sip:*11@{registrar}",
+    show_default=True,
+    help="REFER target of a call pull; {call}, {caller}, {registrar} and session "
+    "variables are filled in (e.g. sip:pull-{call}@pbx).",
+)
+@click.option("--transfer-target", default="sip:{target}@{registrar}", show_default=True)
+@click.option("--dial-target", default="sip:{number}@{registrar}", show_default=True)
+@click.option(
+    "--rtp-timeout",
+    default=60.0,
+    show_default=True,
+    help="End a call after this many seconds without RTP from the caller (0: never).",
+)
+@click.option("--keepalive", default=30.0, show_default=True, help="Registrar OPTIONS ping (s).")
+@click.option(
+    "--inband",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="In-band DTMF detection (auto: when no telephone-event was negotiated).",
+)
+@click.option("--stats", type=click.Path(dir_okay=False), help="Write counters here at exit.")
+def serve(
+    dialplan: str,
+    portal: str | None,
+    registrar: str,
+    user: str,
+    password: str,
+    bind: str,
+    port: int,
+    rtp_ports: str,
+    pull_target: str,
+    transfer_target: str,
+    dial_target: str,
+    rtp_timeout: float,
+    keepalive: float,
+    inband: str,
+    stats: str | None,
+) -> None:
+    """Answer real calls to DIALPLAN over SIP (register at --registrar); Ctrl-C stops."""
+    import os
+
+    from ivr.sip.serve import serve as run_server
+    from ivr.sip.server import ServeConfig
+
+    first, _, last = rtp_ports.partition("-")
+    if not (first.isdigit() and last.isdigit()):
+        raise click.BadParameter(f"{rtp_ports!r}: use FIRST-LAST", param_hint="--rtp-ports")
+    if logging.getLogger().level > logging.WARNING:
+        logging.getLogger("ivr").setLevel(logging.WARNING)
+    config = ServeConfig(
+        registrar=_hostport(registrar),
+        user=user,
+        password=password or os.environ.get("IVR_SIP_PASSWORD", ""),
+        bind=bind,
+        port=port,
+        rtp_ports=(int(first), int(last)),
+        pull_target=pull_target,
+        transfer_target=transfer_target,
+        dial_target=dial_target,
+        rtp_timeout=rtp_timeout,
+        keepalive=keepalive,
+        inband={"auto": None, "on": True, "off": False}[inband],
+    )
+    run_server(
+        Path(dialplan),
+        Path(portal) if portal else None,
+        config,
+        stats=Path(stats) if stats else None,
+    )
 
 
 @main.group()

@@ -108,6 +108,15 @@ def encode(pcm16: bytes, codec: Codec) -> bytes:
     return pcm16
 
 
+def decode(payload: bytes, codec: Codec) -> bytes:
+    """G.711 payload (µ-law / A-law) back to 16-bit linear PCM."""
+    if codec == "pcmu":
+        return audioop.ulaw2lin(payload, SAMPLE_WIDTH)
+    if codec == "pcma":
+        return audioop.alaw2lin(payload, SAMPLE_WIDTH)
+    return payload
+
+
 def wav_bytes(pcm16: bytes, codec: Codec = "pcm", rate: int = RATE) -> bytes:
     """A complete mono WAV file: 16-bit PCM, or G.711 (format tag 7 µ-law, 6 A-law)."""
     if codec == "pcm":

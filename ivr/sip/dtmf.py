@@ -6,17 +6,25 @@ is identified by its RTP SSRC and timestamp (RFC 4733 §2.5.1: all packets of on
 share the timestamp of its start), so repeated packets and the usual three end packets
 count once, a lost first packet does not lose the key, and a sender that never sets the
 marker bit still works. Events above 15 (flash, tones) are ignored, never a crash.
+
+Some senders reuse a timestamp for a new event (SIPp replaying the same DTMF pcap twice
+for "11"): after an event ended (end bit seen), a packet with the same SSRC and
+timestamp that is not an end packet and comes ``REPLAY_GAP`` or more after the event's
+last packet starts a new event. Reordered packets of the old event arrive sooner.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 #: RFC 4733 event codes 0-15 -> DTMF keys
 EVENT_KEYS = "0123456789*#ABCD"
+#: a reused (SSRC, timestamp) this long after its event ended is a new event (seconds)
+REPLAY_GAP = 0.15
 #: how many recent events are remembered per call for deduplication
 REMEMBERED_EVENTS = 64
 
@@ -47,9 +55,12 @@ class TelephoneEventReceiver:
     """Turns telephone-event packets of one call into keys, one per event."""
 
     def __init__(self) -> None:
-        self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
+        # (ssrc, timestamp) -> (ended, arrival of its last packet)
+        self._seen: OrderedDict[tuple[int, int], tuple[bool, float]] = OrderedDict()
 
-    def packet(self, *, ssrc: int, timestamp: int, payload: bytes) -> str | None:
+    def packet(
+        self, *, ssrc: int, timestamp: int, payload: bytes, now: float | None = None
+    ) -> str | None:
         """Feed one RTP packet's telephone-event payload; returns a new key or None."""
         event = TelephoneEvent.parse(payload)
         if event is None:
@@ -57,10 +68,16 @@ class TelephoneEventReceiver:
         key = event.key()
         if key is None:
             return None
+        now = time.monotonic() if now is None else now
         ident = (ssrc, timestamp)
-        if ident in self._seen:
-            return None
-        self._seen[ident] = None
+        previous = self._seen.get(ident)
+        self._seen[ident] = (event.end or (previous is not None and previous[0]), now)
+        if previous is not None:
+            ended, last = previous
+            if not (ended and not event.end and now - last >= REPLAY_GAP):
+                return None
+            self._seen[ident] = (False, now)  # a new event that reuses the timestamp
+        self._seen.move_to_end(ident)
         if len(self._seen) > REMEMBERED_EVENTS:
             self._seen.popitem(last=False)
         return key

@@ -21,7 +21,8 @@ PACKET_SECONDS = 0.020
 #: a stream this many packets late skips ahead rather than sending a burst
 MAX_CATCH_UP = 5
 
-Chunk = bytes
+#: what a stream plays: any object the runtime sends for one 20 ms packet
+Chunk = object
 OnDrained = Callable[[Hashable], None]
 
 

@@ -1,0 +1,143 @@
+"""One I/O thread for SIP, RTP and timers of every call.
+
+pyVoIP polls with ``sleep(0.01)`` in three threads per call (``../shared/PYVOIP.md``);
+from ~100 calls the GIL starves them. Here a single ``selectors`` loop waits for all
+sockets at once and wakes for the earliest timer; other threads hand it work with
+:meth:`EventLoop.post`, which never blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+log = logging.getLogger("ivr.sip")
+
+Callback = Callable[[], None]
+Reader = Callable[[socket.socket], None]
+
+
+class TimerHandle:
+    """A scheduled callback; ``cancel()`` makes it a no-op."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callback) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class EventLoop:
+    """Sockets, timers and posted callbacks, run by one thread (:meth:`run`)."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._order = itertools.count()
+        self._posted: deque[Callback] = deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
+        self._running = False
+        self.thread: threading.Thread | None = None
+        #: called before each wait with the time of the next timer; returns an earlier
+        #: deadline of its own (the media pacer) or None
+        self.before_wait: Callable[[float], float | None] | None = None
+
+    # --- used from the loop thread ----------------------------------------------
+    def add_reader(self, sock: socket.socket, reader: Reader) -> None:
+        """Call ``reader(sock)`` whenever ``sock`` is readable."""
+        self._selector.register(sock, selectors.EVENT_READ, reader)
+
+    def remove_reader(self, sock: socket.socket) -> None:
+        """Stop watching ``sock`` (it may be closed afterwards)."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
+
+    def call_at(self, when: float, callback: Callback) -> TimerHandle:
+        """Run ``callback`` at monotonic time ``when``."""
+        handle = TimerHandle(when, callback)
+        heapq.heappush(self._timers, (when, next(self._order), handle))
+        return handle
+
+    def call_later(self, seconds: float, callback: Callback) -> TimerHandle:
+        """Run ``callback`` in ``seconds``."""
+        return self.call_at(time.monotonic() + seconds, callback)
+
+    # --- used from any thread -----------------------------------------------------
+    def post(self, callback: Callback) -> None:
+        """Run ``callback`` on the loop thread soon (thread-safe, never blocks)."""
+        self._posted.append(callback)
+        with contextlib.suppress(OSError):  # full buffer: already woken; closed: stopped
+            self._wake_w.send(b"\0")
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the current iteration."""
+        self._running = False
+        self.post(lambda: None)
+
+    # --- the loop -------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until :meth:`stop`; a callback that raises is logged, never fatal."""
+        self._running = True
+        self.thread = threading.current_thread()
+        while self._running:
+            now = time.monotonic()
+            deadline = self._timers[0][0] if self._timers else now + 1.0
+            if self.before_wait is not None:
+                extra = self.before_wait(now)
+                if extra is not None:
+                    deadline = min(deadline, extra)
+            for key, _ in self._selector.select(max(0.0, deadline - time.monotonic())):
+                try:
+                    key.data(key.fileobj)
+                except Exception:
+                    log.exception("error reading a socket (the loop goes on)")
+            self._run_posted()
+            self._run_timers()
+
+    def close(self) -> None:
+        """Release the loop's own sockets (after :meth:`run` returned)."""
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _drain_wakeups(self, sock: socket.socket) -> None:
+        try:
+            while sock.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _run_posted(self) -> None:
+        posted = self._posted
+        while posted:
+            self._safely(posted.popleft())
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            handle = heapq.heappop(timers)[2]
+            if not handle.cancelled:
+                self._safely(handle.callback)
+
+    @staticmethod
+    def _safely(callback: Callback) -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("error in the SIP loop (the loop goes on)")

@@ -1,0 +1,293 @@
+"""SIP messages: parsed by pyVoIP, built for the dialog layer that pyVoIP lacks.
+
+Parsing is pyVoIP's :class:`pyVoIP.SIP.SIPMessage` (after :func:`normalize`, bug 7), with
+REFER, INFO, OPTIONS, NOTIFY, UPDATE, PRACK, SUBSCRIBE and MESSAGE added to the methods
+it accepts (bug 8: it dropped them). Its header dictionary keeps only the first of
+repeated headers, so the raw header lines are kept beside it: responses copy every
+``Via`` and ``Record-Route`` verbatim (bugs 10 and 12 — pyVoIP rebuilt them and sent
+its answers to the registrar instead of along the ``Via`` path).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyVoIP
+import pyVoIP.VoIP
+from pyVoIP.SIP import SIPMessage, SIPMessageType
+
+from ivr.sip.normalize import normalize
+
+EXTRA_METHODS = ("REFER", "INFO", "OPTIONS", "NOTIFY", "UPDATE", "PRACK", "SUBSCRIBE", "MESSAGE")
+for _method in EXTRA_METHODS:
+    if _method not in pyVoIP.SIPCompatibleMethods:
+        pyVoIP.SIPCompatibleMethods.append(_method)
+
+USER_AGENT = "ivr"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY"
+_URI = re.compile(r"<([^>]*)>|(sip:[^;,\s]+)")
+_HOSTPORT = re.compile(r"sips?:(?:[^@;>]*@)?(\[[^\]]+\]|[^:;>]+)(?::(\d+))?")
+_BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
+REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    415: "Unsupported Media Type",
+    481: "Call/Transaction Does Not Exist",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    500: "Server Internal Error",
+    503: "Service Unavailable",
+}
+
+
+class SipParseError(ValueError):
+    """A datagram that is not a SIP message we can act on."""
+
+
+@dataclass(slots=True)
+class Message:
+    """A received SIP message: pyVoIP's parse plus the raw header lines."""
+
+    parsed: SIPMessage
+    lines: list[tuple[str, str]]
+    body: bytes
+    start_line: str
+
+    @property
+    def is_request(self) -> bool:
+        return bool(self.parsed.type == SIPMessageType.MESSAGE)
+
+    @property
+    def method(self) -> str:
+        """The request's method, or the CSeq method of a response."""
+        if self.is_request:
+            return str(self.parsed.method)
+        return str(self.parsed.headers["CSeq"]["method"])
+
+    @property
+    def status(self) -> int:
+        return int(self.start_line.split(" ", 2)[1]) if not self.is_request else 0
+
+    @property
+    def call_id(self) -> str:
+        return str(self.parsed.headers["Call-ID"])
+
+    @property
+    def cseq(self) -> int:
+        return int(self.parsed.headers["CSeq"]["check"])
+
+    @property
+    def from_tag(self) -> str:
+        return str(self.parsed.headers["From"]["tag"])
+
+    @property
+    def to_tag(self) -> str:
+        return str(self.parsed.headers["To"]["tag"])
+
+    @property
+    def caller(self) -> str:
+        """The user part of the From URI (the caller's number as presented)."""
+        return str(self.parsed.headers["From"].get("number") or "")
+
+    @property
+    def called(self) -> str:
+        return str(self.parsed.headers["To"].get("number") or "")
+
+    @property
+    def branch(self) -> str:
+        """The top Via's branch (the transaction)."""
+        match = _BRANCH.search(self.header("Via"))
+        return match.group(1) if match else ""
+
+    def header(self, name: str) -> str:
+        """The first value of header ``name`` ('' when absent)."""
+        for key, value in self.lines:
+            if key == name:
+                return value
+        return ""
+
+    def all(self, name: str) -> list[str]:
+        """Every value of header ``name``, in order (comma lists split for Via/Route)."""
+        out: list[str] = []
+        for key, value in self.lines:
+            if key == name:
+                out.extend(_split_list(value) if name in _LIST_HEADERS else [value])
+        return out
+
+    @property
+    def sdp(self) -> dict[str, Any]:
+        return dict(self.parsed.body) if self.header("Content-Type") == "application/sdp" else {}
+
+
+_LIST_HEADERS = {"Via", "Record-Route", "Route"}
+
+
+def _split_list(value: str) -> list[str]:
+    """Split a comma-separated header value, not inside <> or quotes."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "<":
+            depth += 1
+        elif not quoted and char == ">":
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+def parse(datagram: bytes) -> Message:
+    """Parse one datagram; :class:`SipParseError` for anything unusable."""
+    normalized = normalize(datagram)
+    if normalized is None:
+        raise SipParseError("not a SIP message")
+    head, _, body = normalized.partition(b"\r\n\r\n")
+    text = head.decode("utf-8").split("\r\n")
+    lines = [(k, v) for k, _, v in (line.partition(": ") for line in text[1:])]
+    try:
+        parsed = SIPMessage(head + b"\r\n\r\n" + body.replace(b"\r\n\r\n", b"\r\n"))
+    except Exception as exc:  # pyVoIP raises anything from ValueError to KeyError
+        raise SipParseError(f"pyVoIP could not parse it: {type(exc).__name__}: {exc}") from None
+    message = Message(parsed=parsed, lines=lines, body=body, start_line=text[0])
+    for name in ("Call-ID", "CSeq", "From", "To"):
+        if name not in parsed.headers:
+            raise SipParseError(f"no {name} header")
+    if not message.all("Via"):
+        raise SipParseError("no Via header")
+    return message
+
+
+def uri_of(value: str) -> str:
+    """The URI inside a name-addr (``"x" <sip:a@b>;tag=1`` -> ``sip:a@b``)."""
+    match = _URI.search(value)
+    if match is None:
+        return value.strip()
+    return (match.group(1) or match.group(2)).strip()
+
+
+def address_of(uri: str, default_port: int = 5060) -> tuple[str, int]:
+    """Host and port a request to ``uri`` goes to."""
+    match = _HOSTPORT.search(uri)
+    if match is None:
+        raise SipParseError(f"no host in {uri!r}")
+    return match.group(1).strip("[]"), int(match.group(2) or default_port)
+
+
+def new_tag() -> str:
+    return secrets.token_hex(6)
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + secrets.token_hex(10)
+
+
+def response(
+    request: Message,
+    code: int,
+    *,
+    to_tag: str = "",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    content_type: str = "",
+) -> bytes:
+    """A response to ``request``: its Via path, From, To (+ our tag), Call-ID, CSeq;
+    Record-Route echoed on 2xx to INVITE so in-dialog requests follow the proxy."""
+    lines = [f"SIP/2.0 {code} {REASONS.get(code, 'Unknown')}"]
+    lines += [f"Via: {via}" for via in request.all("Via")]
+    if 200 <= code < 300 and request.method == "INVITE":
+        lines += [f"Record-Route: {rr}" for rr in request.all("Record-Route")]
+    lines.append(f"From: {request.header('From')}")
+    to = request.header("To")
+    if to_tag and ";tag=" not in to:
+        to = f"{to};tag={to_tag}"
+    lines.append(f"To: {to}")
+    lines.append(f"Call-ID: {request.call_id}")
+    lines.append(f"CSeq: {request.header('CSeq')}")
+    lines += [f"{k}: {v}" for k, v in headers or []]
+    return _finish(lines, body, content_type)
+
+
+def _finish(lines: list[str], body: bytes, content_type: str) -> bytes:
+    lines.append(f"User-Agent: {USER_AGENT}")
+    if body:
+        lines.append(f"Content-Type: {content_type}")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+
+
+def via_sent_by(request: Message) -> tuple[str, int]:
+    """Where a response goes (RFC 3261 §18.2.2 with rport): the top Via's
+    ``received``/``rport`` if present, else its sent-by."""
+    via = request.parsed.headers["Via"][0]
+    host = via.get("received") or via["address"][0]
+    port = via.get("rport") or via["address"][1]
+    return str(host), int(port)
+
+
+@dataclass(slots=True)
+class Dialog:
+    """Our side (UAS) of one INVITE dialog: what in-dialog requests need."""
+
+    call_id: str
+    local: str  # our From (the INVITE's To, with our tag)
+    remote: str  # their To (the INVITE's From, with their tag)
+    remote_target: str  # their Contact URI
+    route_set: list[str] = field(default_factory=list)
+    local_cseq: int = 0
+    contact: str = ""
+
+    @classmethod
+    def from_invite(cls, invite: Message, local_tag: str, contact: str) -> Dialog:
+        to = invite.header("To")
+        return cls(
+            call_id=invite.call_id,
+            local=to if ";tag=" in to else f"{to};tag={local_tag}",
+            remote=invite.header("From"),
+            remote_target=uri_of(invite.header("Contact")) or uri_of(invite.header("From")),
+            route_set=invite.all("Record-Route"),
+            local_cseq=secrets.randbelow(10_000) + 1,
+            contact=contact,
+        )
+
+    def request(
+        self,
+        method: str,
+        via_host: str,
+        via_port: int,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        content_type: str = "",
+    ) -> tuple[bytes, tuple[str, int], str]:
+        """An in-dialog request: bytes, where to send it, and its branch."""
+        self.local_cseq += 1
+        branch = new_branch()
+        lines = [f"{method} {self.remote_target} SIP/2.0"]
+        lines.append(f"Via: SIP/2.0/UDP {via_host}:{via_port};branch={branch};rport")
+        lines.append("Max-Forwards: 70")
+        lines += [f"Route: {route}" for route in self.route_set]
+        lines.append(f"From: {self.local}")
+        lines.append(f"To: {self.remote}")
+        lines.append(f"Call-ID: {self.call_id}")
+        lines.append(f"CSeq: {self.local_cseq} {method}")
+        lines.append(f"Contact: {self.contact}")
+        lines += [f"{k}: {v}" for k, v in headers or []]
+        first_hop = uri_of(self.route_set[0]) if self.route_set else self.remote_target
+        return _finish(lines, body, content_type), address_of(first_hop), branch

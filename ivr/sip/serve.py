@@ -1,0 +1,78 @@
+"""``ivr serve``: build the engine, the prompt audio and the SIP server; run until a
+signal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+
+from ivr.audio.library import PromptAudio
+from ivr.dialogue import Engine
+from ivr.dialplan.loader import load_dialplan
+from ivr.errors import IvrError
+from ivr.sip.server import ServeConfig, SipServer
+
+log = logging.getLogger("ivr.sip")
+
+
+def serving_engine(dialplan: Path, portal: Path | None) -> Engine:
+    """The engine for real calls: portal lockouts in SQLite (they outlive the process)."""
+    if portal is None:
+        return Engine(load_dialplan(dialplan))
+    from ivr.portal.config import load_portal
+    from ivr.portal.lockout import SqliteLockoutStore
+    from ivr.portal.services import default_store_path, portal_engine
+
+    store = SqliteLockoutStore(default_store_path(load_portal(portal)))
+    return portal_engine(dialplan, portal, lockouts=store)
+
+
+def prompt_audio(engine: Engine) -> PromptAudio:
+    """The dialplan's prompt audio, rendering what is not cached yet."""
+    audio = PromptAudio(engine.dialplan.catalog)
+    if audio.missing():
+        log.info("rendering %d prompt pieces", len(audio.missing()))
+        summary = audio.render()
+        if summary.failed:
+            raise IvrError(f"prompt audio failed: {summary.failed[0]}")
+    audio.load()
+    return audio
+
+
+def serve(
+    dialplan: Path,
+    portal: Path | None,
+    config: ServeConfig,
+    *,
+    stats: Path | None = None,
+    ready: threading.Event | None = None,
+) -> SipServer:
+    """Serve until SIGINT/SIGTERM (or ``ready`` callers stop it); returns the server."""
+    engine = serving_engine(dialplan, portal)
+    server = SipServer(engine, config, prompt_audio(engine))
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        host, port = server.address
+        log.warning("serving %s on sip:%s@%s:%d", dialplan, config.user, host, port)
+        if ready is not None:
+            ready.set()
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if stats is not None:
+            stats.write_text(json.dumps(asdict(server.stats), indent=1))
+    return server
