@@ -161,8 +161,10 @@ def parse(datagram: bytes) -> Message:
     head, _, body = normalized.partition(b"\r\n\r\n")
     text = head.decode("utf-8").split("\r\n")
     lines = [(k, v) for k, _, v in (line.partition(": ") for line in text[1:])]
+    # pyVoIP's body parser only understands SDP (it raises on "5", a DTMF body)
+    sdp = body.replace(b"\r\n\r\n", b"\r\n") if b"Content-Type: application/sdp" in head else b""
     try:
-        parsed = SIPMessage(head + b"\r\n\r\n" + body.replace(b"\r\n\r\n", b"\r\n"))
+        parsed = SIPMessage(head + b"\r\n\r\n" + sdp)
     except Exception as exc:  # pyVoIP raises anything from ValueError to KeyError
         raise SipParseError(f"pyVoIP could not parse it: {type(exc).__name__}: {exc}") from None
     message = Message(parsed=parsed, lines=lines, body=body, start_line=text[0])

@@ -60,7 +60,7 @@ class ServeConfig:
     """How ``ivr serve`` talks to the world."""
 
     registrar: tuple[str, int]
-    user: str = "ivr"
+    user: str = "portal"
     password: str = ""
     bind: str = "127.0.0.1"
     port: int = 5080

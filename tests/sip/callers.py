@@ -143,6 +143,9 @@ def scenario(steps: list[Step], expect: str) -> str:
             return xml + "</scenario>\n"
         else:
             raise ValueError(f"unknown step {step!r}")
+    pause = f'  <pause milliseconds="{KEY_GAP_MS}"/>\n'
+    if steps and steps[-1][0] == "keys" and xml.endswith(pause):
+        xml = xml[: -len(pause)]  # the answer to the last key may come at once
     if expect == "refer":
         xml += '  <recv request="REFER" timeout="30000"/>\n' + _REPLY.format(code="202 Accepted")
     xml += '  <recv request="BYE" timeout="30000"/>\n' + _REPLY.format(code="200 OK")
@@ -170,7 +173,9 @@ def _ack_error() -> str:
 class RtpSink:
     """A UDP socket standing in for the caller's audio port; counts what arrives."""
 
-    sock: socket.socket = field(default_factory=lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    sock: socket.socket = field(
+        default_factory=lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    )
 
     def __post_init__(self) -> None:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)

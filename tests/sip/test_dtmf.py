@@ -98,12 +98,17 @@ def test_a_replayed_event_with_the_same_timestamp_is_a_new_key_after_a_gap() -> 
     rx = TelephoneEventReceiver()
     first = [payload(1, duration=d) for d in (0, 320)] + [payload(1, end=True, duration=640)] * 3
     keys = [rx.packet(ssrc=9, timestamp=500, payload=p, now=0.01 * i) for i, p in enumerate(first)]
-    again = [rx.packet(ssrc=9, timestamp=500, payload=p, now=0.5 + 0.01 * i) for i, p in enumerate(first)]
+    again = [
+        rx.packet(ssrc=9, timestamp=500, payload=p, now=0.5 + 0.01 * i) for i, p in enumerate(first)
+    ]
     assert [k for k in keys + again if k] == ["1", "1"]
 
 
 def test_a_reordered_packet_right_after_the_end_is_not_a_new_key() -> None:
     rx = TelephoneEventReceiver()
     assert rx.packet(ssrc=9, timestamp=500, payload=payload(5, duration=0), now=0.0) == "5"
-    assert rx.packet(ssrc=9, timestamp=500, payload=payload(5, end=True, duration=640), now=0.04) is None
+    assert (
+        rx.packet(ssrc=9, timestamp=500, payload=payload(5, end=True, duration=640), now=0.04)
+        is None
+    )
     assert rx.packet(ssrc=9, timestamp=500, payload=payload(5, duration=320), now=0.05) is None

@@ -1,0 +1,470 @@
+"""Real SIP peers for tests: a local Kamailio registrar/proxy and SIPp runs.
+
+Everything binds 127.0.0.1 only. Nothing here is a test; see ``test_peers.py``.
+
+``Kamailio`` runs ``examples/kamailio/kamailio.cfg`` in the foreground in a
+temporary directory and kills its whole process group on exit. ``run_sipp``
+runs one SIPp scenario to completion; ``SippProcess`` runs one in the
+background (e.g. a UAS, or load) and is reaped on exit as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parents[2]
+KAMAILIO_CFG = ROOT / "examples" / "kamailio" / "kamailio.cfg"
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+HOST = "127.0.0.1"
+
+KAMAILIO = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin:/sbin")
+SIPP = shutil.which("sipp")
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def sip_options(port: int, *, host: str = HOST, timeout: float = 0.5) -> str | None:
+    """Send one raw OPTIONS to host:port; the reply's status line, or None on silence."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        local = sock.getsockname()[1]
+        tag = uuid.uuid4().hex[:12]
+        message = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bK{tag};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:probe@{HOST}:{local}>;tag={tag}\r\n"
+            f"To: <sip:{host}:{port}>\r\n"
+            f"Call-ID: {tag}@{HOST}\r\n"
+            "CSeq: 1 OPTIONS\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(message.encode(), (host, port))
+            data = sock.recv(65535)
+        except OSError:  # timeout, or ICMP port unreachable surfacing as ECONNREFUSED
+            return None
+        return data.decode(errors="replace").split("\r\n", 1)[0]
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float, *, sweep: bool = False) -> None:
+    """SIGTERM the process group led by proc, SIGKILL it after grace seconds; reap proc.
+
+    proc must have been started with ``start_new_session=True``. With ``sweep``,
+    members of the group that outlive proc (kamailio's workers) are killed too.
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    if sweep:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+class Kamailio:
+    """A local Kamailio registrar/proxy on 127.0.0.1:port, as a context manager.
+
+    ``password`` turns on digest auth for REGISTER (defines WITH_AUTH, AUTH_PASSWORD).
+    The location table is in memory: ``restart()`` forgets all registrations.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        password: str | None = None,
+        *,
+        config: Path = KAMAILIO_CFG,
+        ready_timeout: float = 10.0,
+    ) -> None:
+        if KAMAILIO is None:
+            raise RuntimeError("kamailio is not installed")
+        self.port = port if port is not None else free_udp_port()
+        self.password = password
+        self.config = config
+        self.ready_timeout = ready_timeout
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def workdir(self) -> Path:
+        if self._tmp is None:
+            raise RuntimeError("Kamailio is not started")
+        return Path(self._tmp.name)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "kamailio.log"
+
+    def command(self) -> list[str]:
+        """The kamailio command line (runs in the foreground, logs to stderr)."""
+        assert KAMAILIO is not None
+        work = str(self.workdir)
+        cmd = [KAMAILIO, "-f", str(self.config), "-A", f"SIP_PORT={self.port}"]
+        if self.password is not None:
+            quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            cmd += ["-A", "WITH_AUTH", "-A", f'AUTH_PASSWORD="{quoted}"']
+        cmd += ["-D", "-E", "-n", "1", "-m", "64", "-M", "8"]
+        cmd += ["-Y", work, "-P", str(self.workdir / "kamailio.pid"), "-w", work]
+        return cmd
+
+    def log(self) -> str:
+        """Kamailio's stderr so far (all runs, including before restarts)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> None:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="kamailio-")
+        if self._proc is not None and self._proc.poll() is None:
+            raise RuntimeError("Kamailio is already running")
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.command(),
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"kamailio exited with {self._proc.returncode}:\n{self.log()[-4000:]}"
+                )
+            status = sip_options(self.port, timeout=0.2)
+            if status is not None and " 200 " in f"{status} ":
+                return
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"kamailio did not answer OPTIONS on {self.address} within "
+            f"{self.ready_timeout} s:\n{self.log()[-4000:]}"
+        )
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _kill_group(self._proc, grace=5.0, sweep=True)
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (registrations are lost)."""
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> Kamailio:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class SippResult:
+    """The outcome of one SIPp run."""
+
+    command: list[str]
+    returncode: int
+    successful: int
+    failed: int
+    stdout: str
+    stderr: str
+    errors: str  # the -trace_err log: unexpected messages and other call errors
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.failed == 0
+
+    def describe(self) -> str:
+        """Everything useful for an assertion message."""
+        return (
+            f"$ {' '.join(self.command)}\n"
+            f"returncode={self.returncode} successful={self.successful} failed={self.failed}\n"
+            f"--- errors ---\n{self.errors[-4000:]}\n"
+            f"--- stderr ---\n{self.stderr[-2000:]}\n"
+            f"--- stdout ---\n{self.stdout[-3000:]}"
+        )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _stat_counts(stat_file: Path) -> tuple[int, int] | None:
+    """(successful, failed) cumulative counts from the last row of a SIPp stat CSV."""
+    rows = [row for row in csv.reader(_read(stat_file).splitlines(), delimiter=";") if row]
+    if len(rows) < 2:
+        return None
+    header, last = rows[0], rows[-1]
+    try:
+        return (
+            int(last[header.index("SuccessfulCall(C)")]),
+            int(last[header.index("FailedCall(C)")]),
+        )
+    except (ValueError, IndexError):
+        return None
+
+
+def sipp_command(
+    scenario: Path,
+    target: str | None,
+    workdir: Path,
+    *,
+    keys: Mapping[str, str] | None = None,
+    calls: int = 1,
+    rate: float | None = None,
+    limit: int | None = None,
+    timeout: float = 60,
+    port: int | None = None,
+    service: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The sipp command line; stat CSV and error log go to workdir."""
+    if SIPP is None:
+        raise RuntimeError("sipp is not installed")
+    cmd = [SIPP, "-sf", str(scenario)]
+    if target is not None:
+        cmd.append(target)
+    cmd += ["-m", str(calls), "-i", HOST, "-p", str(port or free_udp_port())]
+    cmd += ["-mi", HOST, "-mp", str(free_udp_port())]
+    if service is not None:
+        cmd += ["-s", service]
+    if rate is not None:
+        cmd += ["-r", f"{rate:g}"]
+    if limit is not None:
+        cmd += ["-l", str(limit)]
+    for key, value in (keys or {}).items():
+        cmd += ["-key", key, value]
+    cmd += [
+        "-nostdin",
+        "-timeout",
+        f"{max(1, round(timeout))}s",
+        "-timeout_error",
+        "-trace_err",
+        "-error_file",
+        str(workdir / "errors.log"),
+        "-trace_stat",
+        "-stf",
+        str(workdir / "stat.csv"),
+    ]
+    cmd += list(extra)
+    return cmd
+
+
+class SippProcess:
+    """A SIPp run in the background (a UAS, or a load generator); a context manager.
+
+    ``wait()`` collects the result; on exit a still-running sipp is killed and reaped.
+    """
+
+    def __init__(
+        self,
+        scenario: Path,
+        target: str | None = None,
+        *,
+        keys: Mapping[str, str] | None = None,
+        calls: int = 1,
+        rate: float | None = None,
+        limit: int | None = None,
+        timeout: float = 60,
+        port: int | None = None,
+        service: str | None = None,
+        extra: Sequence[str] = (),
+    ) -> None:
+        self.port = port if port is not None else free_udp_port()
+        self.timeout = timeout
+        self.calls = calls
+        self._tmp = tempfile.TemporaryDirectory(prefix="sipp-")
+        self.workdir = Path(self._tmp.name)
+        self.command = sipp_command(
+            scenario,
+            target,
+            self.workdir,
+            keys=keys,
+            calls=calls,
+            rate=rate,
+            limit=limit,
+            timeout=timeout,
+            port=self.port,
+            service=service,
+            extra=extra,
+        )
+        with (
+            (self.workdir / "stdout").open("wb") as out,
+            (self.workdir / "stderr").open("wb") as err,
+        ):
+            self.popen: subprocess.Popen[bytes] = subprocess.Popen(
+                self.command,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def result(self) -> SippResult:
+        """The result of a finished run."""
+        returncode = self.popen.returncode
+        if returncode is None:
+            raise RuntimeError("sipp is still running")
+        counts = _stat_counts(self.workdir / "stat.csv")
+        if counts is None:  # no stat CSV (e.g. sipp failed to start): trust the exit code
+            counts = (self.calls, 0) if returncode == 0 else (0, self.calls)
+        return SippResult(
+            command=self.command,
+            returncode=returncode,
+            successful=counts[0],
+            failed=counts[1],
+            stdout=_read(self.workdir / "stdout"),
+            stderr=_read(self.workdir / "stderr"),
+            errors=_read(self.workdir / "errors.log"),
+        )
+
+    def wait(self, timeout: float | None = None) -> SippResult:
+        """Wait for sipp to end (killing it after timeout, default its own + 5 s)."""
+        try:
+            self.popen.wait(timeout=self.timeout + 5 if timeout is None else timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.popen, grace=1.0)
+        return self.result()
+
+    def close(self) -> None:
+        try:
+            _kill_group(self.popen, grace=1.0)
+        finally:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> SippProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def sipp_popen(
+    scenario: Path,
+    target: str | None = None,
+    *,
+    keys: Mapping[str, str] | None = None,
+    calls: int = 1,
+    rate: float | None = None,
+    limit: int | None = None,
+    timeout: float = 60,
+    port: int | None = None,
+    service: str | None = None,
+    extra: Sequence[str] = (),
+) -> SippProcess:
+    """Start sipp in the background; use as ``with sipp_popen(...) as uas:``."""
+    return SippProcess(
+        scenario,
+        target,
+        keys=keys,
+        calls=calls,
+        rate=rate,
+        limit=limit,
+        timeout=timeout,
+        port=port,
+        service=service,
+        extra=extra,
+    )
+
+
+def run_sipp(
+    scenario: Path,
+    target: str | None,
+    *,
+    keys: Mapping[str, str] | None = None,
+    calls: int = 1,
+    rate: float | None = None,
+    limit: int | None = None,
+    timeout: float = 60,
+    port: int | None = None,
+    service: str | None = None,
+    extra: Sequence[str] = (),
+) -> SippResult:
+    """Run one SIPp scenario to the end; sipp exits 0 when all calls succeeded."""
+    with sipp_popen(
+        scenario,
+        target,
+        keys=keys,
+        calls=calls,
+        rate=rate,
+        limit=limit,
+        timeout=timeout,
+        port=port,
+        service=service,
+        extra=extra,
+    ) as proc:
+        return proc.wait()

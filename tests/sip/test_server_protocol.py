@@ -1,0 +1,261 @@
+"""The SIP runtime at the datagram level: one regression test per pyVoIP bug a serving
+IVR meets (``../shared/PYVOIP.md``), and bad input that must never hurt other calls."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import time
+
+from ivr.sip.server import SipServer
+from tests.sip.conftest import (
+    UNKNOWN,
+    Peer,
+    in_dialog,
+    invite,
+    start_server,
+    to_tag,
+)
+
+
+def rtp_port_of(response: str) -> int:
+    match = re.search(r"m=audio (\d+) RTP/AVP (\d+)", response)
+    assert match, response
+    return int(match.group(1))
+
+
+def answer(server: SipServer, peer: Peer, call_id: str, **kwargs: object) -> str:
+    """INVITE, wait for 200, ACK; returns the 200."""
+    peer.send(invite(peer, call_id, **kwargs), server.address)  # type: ignore[arg-type]
+    ok = peer.wait("SIP/2.0 200")
+    peer.send(in_dialog(peer, "ACK", call_id, to_tag(ok), 1), server.address)
+    return ok
+
+
+def event_packet(
+    event: int, *, timestamp: int, seq: int, end: bool = False, ssrc: int = 7
+) -> bytes:
+    header = struct.pack("!BBHII", 0x80, 101, seq, timestamp, ssrc)
+    return header + struct.pack("!BBH", event, 0x80 if end else 0, 320)
+
+
+def send_key(sock: socket.socket, port: int, event: int, timestamp: int) -> None:
+    for i, end in enumerate((False, False, True, True, True)):
+        sock.sendto(
+            event_packet(event, timestamp=timestamp, seq=timestamp + i, end=end),
+            ("127.0.0.1", port),
+        )
+
+
+def wait_for(condition: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# --- bug 11: 100 Trying at once, 200 retransmitted until ACK, BYE for no call = 481 ----
+def test_trying_at_once_and_ok_retransmitted_until_ack(server: SipServer, peer: Peer) -> None:
+    peer.send(invite(peer, "c-retrans"), server.address)
+    assert peer.wait("SIP/2.0 100", timeout=1)
+    first = peer.wait("SIP/2.0 200")
+    again = peer.wait("SIP/2.0 200", timeout=3)  # no ACK yet: T1 retransmission
+    assert again == first
+    peer.send(in_dialog(peer, "ACK", "c-retrans", to_tag(first), 1), server.address)
+    peer.drain(1.2)
+    assert not [m for m in peer.drain(1.5) if m.startswith("SIP/2.0 200")]
+
+
+def test_bye_for_an_unknown_call_is_481(server: SipServer, peer: Peer) -> None:
+    peer.send(in_dialog(peer, "BYE", "no-such-call", "x", 2), server.address)
+    assert peer.wait("SIP/2.0 481")
+
+
+# --- bug 2: a retransmitted INVITE neither restarts RTP nor opens a second stream -----
+def test_a_retransmitted_invite_repeats_the_answer_and_keeps_one_stream(
+    server: SipServer, peer: Peer
+) -> None:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(0.5)
+    port = sink.getsockname()[1]
+    peer.send(invite(peer, "c-dup", rtp_port=port), server.address)
+    ok = peer.wait("SIP/2.0 200")
+    peer.send(invite(peer, "c-dup", rtp_port=port), server.address)  # the same INVITE again
+    assert peer.wait("SIP/2.0 200") == ok
+    peer.send(in_dialog(peer, "ACK", "c-dup", to_tag(ok), 1), server.address)
+    ssrcs, sequences = set(), []
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        data = sink.recv(2048)
+        ssrcs.add(struct.unpack_from("!I", data, 8)[0])
+        sequences.append(struct.unpack_from("!H", data, 2)[0])
+    sink.close()
+    assert len(ssrcs) == 1
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))  # one stream
+    assert len(server.calls) == 1
+
+
+# --- bug 4: CANCEL gets 200 and the INVITE 487; the call is never answered ------------
+def test_cancel_before_answer_gives_487_and_no_call(portal_dir, no_leaks, peer: Peer) -> None:
+    # an identify hook that takes a while keeps the call unanswered long enough
+    server = start_server(portal_dir)
+    try:
+        server.driver.submit("blocker", _Slow())  # type: ignore[arg-type]
+        peer.send(invite(peer, "c-cancel"), server.address)
+        peer.wait("SIP/2.0 100")
+        cancel = (
+            invite(peer, "c-cancel", sdp=False)
+            .replace("INVITE sip", "CANCEL sip", 1)
+            .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+        )
+        peer.send(cancel, server.address)
+        got = [peer.wait("SIP/2.0 200"), peer.wait("SIP/2.0 487")]
+        assert "CANCEL" in got[0]
+        assert not [m for m in peer.drain(0.8) if m.startswith("SIP/2.0 200")]
+        assert wait_for(lambda: not server.calls and not server.ports.in_use)
+    finally:
+        server.stop()
+
+
+class _Slow:
+    """Not an event: makes the dialogue thread busy for a moment (it logs and drops it)."""
+
+    def __hash__(self) -> int:
+        time.sleep(0.5)
+        return 0
+
+
+# --- bug 3: RTP ports go back to the pool when calls end ----------------------------
+def test_ports_are_released_so_a_small_range_serves_many_calls(
+    portal_dir, no_leaks, peer: Peer
+) -> None:
+    server = start_server(portal_dir, rtp_ports=(31000, 31003))  # two ports
+    try:
+        for i in range(6):
+            ok = answer(server, peer, f"c-port-{i}")
+            peer.send(in_dialog(peer, "BYE", f"c-port-{i}", to_tag(ok), 2), server.address)
+            peer.wait("SIP/2.0 200", timeout=3)
+        assert wait_for(lambda: not server.ports.in_use and not server.calls)
+    finally:
+        server.stop()
+
+
+# --- bug 7: compact and odd headers (baresip's empty Supported:) are understood --------
+def test_compact_headers_and_an_empty_header_are_accepted(server: SipServer, peer: Peer) -> None:
+    text = invite(peer, "c-compact", extra="Supported:\nAllow-Events: talk\n")
+    text = (
+        text.replace("Via:", "v:")
+        .replace("From:", "f:")
+        .replace("To:", "t:")
+        .replace("Call-ID:", "i:")
+        .replace("Contact:", "m:")
+        .replace("Content-Type:", "c:")
+        .replace("Content-Length:", "l:")
+    )
+    peer.send(text, server.address)
+    assert peer.wait("SIP/2.0 200")
+
+
+# --- bug 8: OPTIONS answered; INFO carries DTMF -------------------------------------
+def test_options_is_answered(server: SipServer, peer: Peer) -> None:
+    peer.send(
+        "OPTIONS sip:portal@127.0.0.1 SIP/2.0\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK-o\n"
+        "From: <sip:x@127.0.0.1>;tag=o1\nTo: <sip:portal@127.0.0.1>\nCall-ID: opt-1\n"
+        "CSeq: 1 OPTIONS\nContent-Length: 0\n\n",
+        server.address,
+    )
+    reply = peer.wait("SIP/2.0 200")
+    assert "INFO" in reply and "REFER" in reply
+
+
+def test_sip_info_keys_drive_the_dialogue(server: SipServer, peer: Peer) -> None:
+    ok = answer(server, peer, "c-info")
+    tag = to_tag(ok)
+    for cseq, key in enumerate("4711#", start=2):
+        body = f"Signal={key}\r\nDuration=160\r\n"
+        peer.send(
+            in_dialog(
+                peer, "INFO", "c-info", tag, cseq, "Content-Type: application/dtmf-relay\n", body
+            ),
+            server.address,
+        )
+        peer.wait("SIP/2.0 200")
+    for cseq, key in enumerate("*11", start=10):
+        peer.send(
+            in_dialog(peer, "INFO", "c-info", tag, cseq, "Content-Type: application/dtmf\n", key),
+            server.address,
+        )
+        peer.wait("SIP/2.0 200")
+    refer = peer.wait("REFER", timeout=10)
+    assert "Refer-To: <sip:*11@" in refer
+    assert server.stats.keys == 8
+
+
+# --- bug 9: an offer we cannot take is answered, not left hanging --------------------
+def test_an_invite_without_sdp_or_g711_gets_488(server: SipServer, peer: Peer) -> None:
+    peer.send(invite(peer, "c-nosdp", sdp=False), server.address)
+    assert peer.wait("SIP/2.0 488")
+    peer.send(invite(peer, "c-g722", codec=9, branch="z9hG4bK-2"), server.address)
+    assert peer.wait("SIP/2.0 488")
+    assert not server.calls
+
+
+# --- bug 10: responses go back along the Via, not to the registrar ------------------
+def test_responses_go_to_the_sender_not_the_registrar(server: SipServer, peer: Peer) -> None:
+    assert server.config.registrar != ("127.0.0.1", peer.port)
+    peer.send(invite(peer, "c-via"), server.address)
+    assert peer.wait("SIP/2.0 200")
+
+
+# --- bug 5 and garbage: events > 15, RTP garbage, SIP garbage hurt nobody -------------
+def test_garbage_and_odd_events_do_not_hurt_the_call(server: SipServer, peer: Peer) -> None:
+    ok = answer(server, peer, "c-garbage")
+    rtp_port = rtp_port_of(ok)
+    junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for payload in (
+        b"",
+        b"\xff" * 40,
+        b"hello",
+        event_packet(16, timestamp=1, seq=1),
+        event_packet(200, timestamp=2, seq=2),
+    ):
+        junk.sendto(payload, ("127.0.0.1", rtp_port))
+    for payload in (
+        b"\x00" * 10,
+        b"GARBAGE / SIP/2.0\r\n\r\n",
+        b"INVITE sip:x SIP/2.0\r\nVia: broken\r\n\r\n",
+        bytes(range(256)),
+    ):
+        junk.sendto(payload, server.address)
+    send_key(junk, rtp_port, 4, 1000)
+    junk.close()
+    assert wait_for(lambda: server.stats.keys == 1)
+    assert server.stats.bad_datagrams >= 3
+    assert "c-garbage" in server.calls
+    peer.send(in_dialog(peer, "BYE", "c-garbage", to_tag(ok), 2), server.address)
+    assert peer.wait("SIP/2.0 200")
+
+
+# --- faults: a caller who vanishes without BYE --------------------------------------
+def test_a_caller_without_rtp_is_hung_up(portal_dir, no_leaks, peer: Peer) -> None:
+    server = start_server(portal_dir, rtp_timeout=1.0)
+    try:
+        answer(server, peer, "c-vanish")
+        bye = peer.wait("BYE", timeout=5)
+        assert "c-vanish" in bye
+        assert server.stats.ended.get("no-rtp") == 1
+    finally:
+        server.stop()
+
+
+# --- the unknown caller --------------------------------------------------------------
+def test_an_unknown_caller_hears_the_refusal_and_is_hung_up(server: SipServer, peer: Peer) -> None:
+    ok = answer(server, peer, "c-unknown", caller=UNKNOWN)
+    assert ok
+    assert "c-unknown" in peer.wait("BYE", timeout=10)
+    assert server.stats.refers == 0
