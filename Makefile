@@ -14,11 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test system venv lint typecheck unit bench schema clean
 
 run: system venv
-	$(BIN)/ivr check dialplans/demo.yaml
-	$(BIN)/ivr simulate dialplans/demo.yaml --caller "+49 171 1234567" --keys "2 12345# 1234 0"
 	$(BIN)/ivr check --portal examples/portal/portal.yaml dialplans/anywhere_portal.yaml
 	$(BIN)/ivr simulate dialplans/anywhere_portal.yaml --portal examples/portal/portal.yaml \
 		--caller "+49 171 1234567" --keys "4711# *11"
+	examples/run_portal.sh
 
 test: system venv lint typecheck unit
 

@@ -55,6 +55,8 @@ def main(log_level: str) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    # transitions logs every state change at INFO: far too much for a serving portal
+    logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @main.command()
