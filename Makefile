@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := graphviz espeak-ng kamailio sip-tester baresip tshark
 SYSTEM_COMMANDS := dot espeak-ng kamailio sipp baresip dumpcap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test system venv lint typecheck unit bench schema clean
+.PHONY: run test system venv lint typecheck unit bench bench-sip schema clean
 
 run: system venv
 	$(BIN)/ivr check --portal examples/portal/portal.yaml dialplans/anywhere_portal.yaml
@@ -52,6 +52,10 @@ bench: venv
 	$(BIN)/python bench/portal_throughput.py
 	$(BIN)/python bench/prompt_audio.py
 	$(BIN)/python bench/dtmf_detector.py
+	$(BIN)/python bench/sip_load.py
+
+bench-sip: system venv
+	$(BIN)/python bench/sip_load.py
 
 schema: venv
 	$(BIN)/ivr schema -o dialplan.schema.json

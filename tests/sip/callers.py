@@ -188,7 +188,7 @@ class RtpSink:
 
     def packets(self) -> list[tuple[int, bytes]]:
         """Every (payload type, payload) received so far."""
-        out = []
+        out: list[tuple[int, bytes]] = []
         while True:
             try:
                 data = self.sock.recv(4096)

@@ -1,0 +1,52 @@
+"""End to end with a real softphone: baresip calls the portal through Kamailio.
+
+baresip (``tests/sip/baresip.py``) plays Erika: it dials ``portal`` at the Kamailio the
+portal registered with, types her PIN and ``*11`` as RFC 4733 telephone-events, and the
+portal pulls the call with a REFER. (baresip then follows the REFER to ``*11`` at
+Kamailio, which has nobody of that name: that 404 is expected and harmless.)
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+
+import pytest
+
+from ivr.sip.server import SipServer
+from tests.sip.baresip import Baresip, module_path
+from tests.sip.conftest import ERIKA
+from tests.sip.peers import Kamailio
+from tests.sip.test_e2e import ended_cleanly, kamailio, portal, registered  # noqa: F401
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("baresip") and module_path() and shutil.which("kamailio")),
+    reason="needs baresip (with its ctrl_tcp module) and kamailio",
+)
+
+
+def eventually(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_baresip_erika_pulls_her_call(kamailio: Kamailio, portal: SipServer) -> None:  # noqa: F811
+    assert registered(portal)
+    with Baresip(ERIKA) as phone:
+        phone.dial(f"sip:portal@{kamailio.address}")
+        started = time.monotonic()
+        assert phone.wait_event("CALL_ESTABLISHED", timeout=5), phone.output()
+        time.sleep(max(0.0, 3.5 - (time.monotonic() - started)))  # greeting, PIN prompt
+        phone.send_dtmf("4711#")
+        time.sleep(1.0)
+        phone.send_dtmf("*11")
+        why = f"{portal.stats}\n--- baresip ---\n{phone.output()[-4000:]}"
+        assert eventually(lambda: portal.stats.refers == 1, timeout=15), why
+        assert eventually(lambda: portal.stats.keys == 8, timeout=2), why
+        assert ended_cleanly(portal), why
+        assert portal.stats.ended == {"pullcall": 1}, why
