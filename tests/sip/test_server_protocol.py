@@ -3,6 +3,7 @@ IVR meets (``../shared/PYVOIP.md``), and bad input that must never hurt other ca
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import struct
@@ -259,3 +260,30 @@ def test_an_unknown_caller_hears_the_refusal_and_is_hung_up(server: SipServer, p
     assert ok
     assert "c-unknown" in peer.wait("BYE", timeout=10)
     assert server.stats.refers == 0
+
+
+# --- barge-in: playback stops within a packet of the key -----------------------------
+def test_barge_in_stops_the_prompt_within_a_packet(server: SipServer, peer: Peer) -> None:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(2.0)
+        ok = answer(server, peer, "c-barge", rtp_port=sink.getsockname()[1])
+        sink.recv(2048)  # the greeting is playing
+        time.sleep(0.3)
+        sink.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # forget what arrived before the key
+                sink.recv(2048)
+        sink.settimeout(1.0)
+        keys = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        send_key(keys, rtp_port_of(ok), 4, 9000)  # barge in with the PIN's first digit
+        keys.close()
+        old_prompt = 0
+        with contextlib.suppress(TimeoutError):
+            while not sink.recv(2048)[1] & 0x80:  # until a new prompt starts (marker bit)
+                old_prompt += 1
+        assert old_prompt <= 2  # the packet on the wire and at most one more
+        assert server.stats.keys == 1
+    finally:
+        sink.close()
