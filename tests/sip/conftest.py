@@ -139,10 +139,15 @@ def invite(
     sdp: bool = True,
     extra: str = "",
     codec: int = 8,
+    dtmf: bool = True,
 ) -> str:
     body = (
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {rtp_port} RTP/AVP {codec} 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        + (
+            f"m=audio {rtp_port} RTP/AVP {codec} 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+            if dtmf
+            else f"m=audio {rtp_port} RTP/AVP {codec}\r\n"
+        )
         if sdp
         else ""
     )

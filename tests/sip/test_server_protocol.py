@@ -287,3 +287,48 @@ def test_barge_in_stops_the_prompt_within_a_packet(server: SipServer, peer: Peer
         assert server.stats.keys == 1
     finally:
         sink.close()
+
+
+# --- in-band DTMF for callers who send tones -------------------------------------------
+def test_a_caller_without_telephone_event_is_heard_in_band(server: SipServer, peer: Peer) -> None:
+    import audioop
+
+    from ivr.audio.dtmf import generate
+
+    text = invite(peer, "c-inband", dtmf=False)
+    peer.send(text, server.address)
+    ok = peer.wait("SIP/2.0 200")
+    assert "telephone-event" not in ok
+    peer.send(in_dialog(peer, "ACK", "c-inband", to_tag(ok), 1), server.address)
+    pcm = generate("4711#", tone_ms=100, gap_ms=100).tobytes()
+    tones = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    port = rtp_port_of(ok)
+    for seq, start in enumerate(range(0, len(pcm) - 319, 320)):
+        payload = audioop.lin2alaw(pcm[start : start + 320], 2)
+        tones.sendto(struct.pack("!BBHII", 0x80, 8, seq, seq * 160, 99) + payload, ("127.0.0.1", port))
+        time.sleep(0.002)
+    tones.close()
+    assert wait_for(lambda: server.stats.keys == 5)
+
+
+# --- dial: the number becomes a REFER to the dial target -------------------------------
+def test_dialling_out_refers_the_caller_to_the_number(server: SipServer, peer: Peer) -> None:
+    ok = answer(server, peer, "c-dial")
+    tag = to_tag(ok)
+    for cseq, key in enumerate("4711#0301234567#", start=2):
+        peer.send(
+            in_dialog(peer, "INFO", "c-dial", tag, cseq, "Content-Type: application/dtmf\n", key),
+            server.address,
+        )
+        peer.wait("SIP/2.0 200")
+    refer = peer.wait("REFER", timeout=15)
+    assert "Refer-To: <sip:+49301234567@127.0.0.1:9>" in refer
+    peer.send(refer.split("\r\n")[0] and _reply_202(refer), server.address)
+    assert "c-dial" in peer.wait("BYE", timeout=5)
+    assert server.stats.ended == {"dial": 1}
+
+
+def _reply_202(request: str) -> str:
+    keep = ("Via:", "From:", "To:", "Call-ID:", "CSeq:")
+    lines = [line for line in request.split("\r\n") if line.startswith(keep)]
+    return "SIP/2.0 202 Accepted\n" + "\n".join(lines) + "\nContent-Length: 0\n\n"
