@@ -300,7 +300,9 @@ class Dialogue:
         try:
             return self.engine.hooks[name](self.session)
         except Exception as exc:
-            raise _Failure(HookError(f"hook {name!r} raised {type(exc).__name__}")) from exc
+            error = HookError(f"hook {name!r} raised {type(exc).__name__}")
+            error.__cause__ = exc  # logged with its traceback by _apologise
+            raise _Failure(error) from exc
 
     def evaluate(self, expression: Expression) -> Any:
         """Evaluate ``expression`` over the session variables."""
@@ -334,6 +336,9 @@ class Dialogue:
         current.enter(self)
 
     def _leave(self) -> None:
+        # a fresh scratch at once: the transition may be queued (we may be inside
+        # another one), and the old state must see that it has been left
+        self.scratch = {}
         self.cancel_timer()
         self._queue.clear()
         if self._playing is not None:

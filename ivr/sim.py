@@ -410,6 +410,9 @@ class _Run:
                 line["bargein"] = True
             lines.append(line)
             self.send(DigitReceived(digit=key))
+            typed_into_secret = dialogue.scratch.get("digits") or dialogue.typeahead
+            if not secret and dialogue.input_is_secret and typed_into_secret:
+                line["key"] = MASK  # it barged in and became the first digit of a secret
 
     def finish(self) -> None:
         limit = self.start + self.sim.max_seconds

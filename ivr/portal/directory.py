@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from argon2 import extract_parameters
+from argon2.exceptions import InvalidHashError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ivr.dialplan.yaml_source import read_yaml
@@ -74,8 +76,13 @@ class Employee(BaseModel):
     @field_validator("pin_hash")
     @classmethod
     def _hashed(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("$argon2"):
-            raise ValueError("pin_hash must be an argon2 hash (set it with `ivr portal set-pin`)")
+        if value is not None:
+            try:
+                extract_parameters(value)  # a truncated or corrupt hash is refused at load
+            except (InvalidHashError, ValueError, UnicodeError):
+                raise ValueError(
+                    "pin_hash must be an argon2 hash (set it with `ivr portal set-pin`)"
+                ) from None
         return value
 
     def e164_numbers(self) -> list[str]:

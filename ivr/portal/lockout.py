@@ -48,7 +48,8 @@ class MemoryLockoutStore:
     def record_failure(self, employee: str, now: float, policy: LockoutPolicy) -> int:
         count = self._failures.get(employee, 0) + 1
         if count >= policy.failures:
-            self._locked[employee] = now + policy.seconds
+            # never shorten a lock (a clock stepped back, a late failure): as SQLite does
+            self._locked[employee] = max(self._locked.get(employee, 0.0), now + policy.seconds)
             count = 0
         self._failures[employee] = count
         return count

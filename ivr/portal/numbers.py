@@ -3,6 +3,7 @@ turn dialled prefixes and ranges into E.164 prefixes for blocking rules."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
@@ -10,12 +11,20 @@ import phonenumbers
 DEFAULT_REGION = "DE"
 
 
-@lru_cache(maxsize=4096)  # parsing costs ~50 µs; callers and dialled numbers repeat
-def to_e164(number: str, region: str = DEFAULT_REGION) -> str | None:
+def to_e164(number: object, region: str = DEFAULT_REGION) -> str | None:
     """``"0171 1234567"``, ``"0049 171 1234567"``, ``"+49 (171) 123-4567"`` ->
-    ``"+491711234567"``; None when it is not a possible phone number."""
-    if not isinstance(number, str) or not number.strip():
+    ``"+491711234567"``; None when it is not a possible phone number (letters included:
+    no vanity mapping of ``abc`` to digits)."""
+    if not isinstance(number, str) or not number.strip() or _LETTERS.search(number):
         return None
+    return _to_e164(number, region)
+
+
+_LETTERS = re.compile(r"[^\W\d_]")
+
+
+@lru_cache(maxsize=4096)  # parsing costs ~50 µs; callers and dialled numbers repeat
+def _to_e164(number: str, region: str) -> str | None:
     try:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
@@ -34,6 +43,8 @@ def prefix_to_e164(prefix: str, region: str = DEFAULT_REGION) -> str:
     if not digits.isdigit():
         raise ValueError(f"not a number prefix: {prefix!r}")
     if digits.startswith("00"):
+        if len(digits) == 2:
+            raise ValueError(f"not a number prefix: {prefix!r} (a country code must follow)")
         return "+" + digits[2:]
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     national = (metadata.national_prefix if metadata else None) or "0"

@@ -33,7 +33,7 @@ def verify_pin(pin_hash: str, pin: str, hasher: PasswordHasher = PRODUCTION_HASH
     """True when ``pin`` matches ``pin_hash`` (argon2 compares in constant time)."""
     try:
         return hasher.verify(pin_hash, pin)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeError):
         return False
 
 

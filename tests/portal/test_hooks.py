@@ -461,13 +461,6 @@ def test_pins_never_appear_in_silent_mode_either(
             assert pin not in seen
 
 
-@pytest.mark.xfail(
-    reason="BUG (ivr/sim.py _Run.press): a PIN keyed ahead during the greeting "
-    "(barge-in) shows its first digit in clear in the transcript: the key is masked only "
-    "if the state *before* it is secret, but it ends the greeting and becomes the first "
-    "digit of the secret PIN",
-    strict=True,
-)
 def test_a_pin_typed_during_the_greeting_is_masked(fast_portal: Path) -> None:
     result = call(engine_for(fast_portal / "portal.yaml"), "now=4711# *11", ERIKA)
     assert result.outcome == "pulled"  # the keys typed ahead were the PIN

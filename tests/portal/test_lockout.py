@@ -164,16 +164,7 @@ def test_locked_until_never_decreases_as_time_goes_on(
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param(
-            "memory",
-            marks=pytest.mark.xfail(
-                reason="BUG: MemoryLockoutStore overwrites locked_until, so a lock earned "
-                "with an earlier clock reading (clock stepped back, or a late "
-                "out-of-order failure) shortens an existing lockout; SqliteLockoutStore "
-                "keeps MAX(old, new)",
-                strict=True,
-            ),
-        ),
+        "memory",
         "sqlite",
     ],
 )

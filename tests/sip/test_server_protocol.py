@@ -305,7 +305,9 @@ def test_a_caller_without_telephone_event_is_heard_in_band(server: SipServer, pe
     port = rtp_port_of(ok)
     for seq, start in enumerate(range(0, len(pcm) - 319, 320)):
         payload = audioop.lin2alaw(pcm[start : start + 320], 2)
-        tones.sendto(struct.pack("!BBHII", 0x80, 8, seq, seq * 160, 99) + payload, ("127.0.0.1", port))
+        tones.sendto(
+            struct.pack("!BBHII", 0x80, 8, seq, seq * 160, 99) + payload, ("127.0.0.1", port)
+        )
         time.sleep(0.002)
     tones.close()
     assert wait_for(lambda: server.stats.keys == 5)

@@ -232,12 +232,6 @@ def test_apology_can_be_another_prompt(make_call: MakeCall) -> None:
     assert start(call, caller="bad") == [play("sorry", 1, bargein=False)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: ivr/dialogue.py _apologise logs exc_info=error.__cause__, but call_hook "
-    "raises `_Failure(HookError(...)) from exc`, so the HookError has no __cause__: the "
-    "hook's exception (message and traceback) is lost from the log",
-    strict=True,
-)
 def test_a_raising_hook_logs_its_exception(
     make_call: MakeCall, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ivr import (
     CancelTimer,
     Hangup,
@@ -228,13 +226,6 @@ def test_secret_fills_templates_with_its_value(make_call: MakeCall) -> None:
     assert press(call, "1234#")[-1] == Transfer(target="pin-1234")
 
 
-@pytest.mark.xfail(
-    reason="BUG: ivr/states/input.py prompts_done keeps feeding buffered keys to the collect "
-    "state after input ended (terminator) inside a transition: the following keys are "
-    "swallowed by the old state, an inter-digit timer of the old state is left running, and "
-    "the next menu never sees them",
-    strict=True,
-)
 def test_type_ahead_after_the_terminator_goes_to_the_next_input_state(
     make_call: MakeCall,
 ) -> None:

@@ -3,8 +3,6 @@ limits, ``reprompt``, free ``entry``, stale events, type-ahead flushing."""
 
 from __future__ import annotations
 
-import pytest
-
 from ivr import (
     CancelTimer,
     Dial,
@@ -425,12 +423,6 @@ def test_no_match_from_buffered_keys_with_bargein_flushes_the_rest(make_call: Ma
     assert finish(call, 2) == [play("menu", 3)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: ivr/states/input.py prompts_done keeps feeding buffered keys to the menu "
-    "after an option was chosen when called inside a transition (queued goto): the second "
-    "key fires 'm>option:2' from the new state -> MachineError -> apology + hang-up",
-    strict=True,
-)
 def test_type_ahead_after_an_option_was_chosen_does_not_break_the_call(
     make_call: MakeCall,
 ) -> None:
