@@ -54,6 +54,8 @@ def _problem(
         return source.problem(where, f"missing required key {loc[-1]!r}")
     message = str(err["msg"]).removeprefix("Value error, ")
     message = message[:1].lower() + message[1:]
+    if kind in ("literal_error", "enum") and isinstance(err.get("input"), str | int | float):
+        message = f"{err['input']!r}: {message}"  # name the offending value
     if loc and loc[-1] == "terminator" and err.get("input") is None:
         message += " (in YAML, # starts a comment: write terminator: '#')"
     return source.problem(where, message)

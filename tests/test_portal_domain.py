@@ -150,7 +150,7 @@ def portal_with(tmp_path: Path, **changes: str) -> Path:
         ('number: "7812"', "'7812': internal numbers beginning 77 or 78"),
         ("number: 4100", "write the number as text"),
         ("time_zone: Europe/Berlinn", "'Europe/Berlinn' is not an IANA time zone"),
-        ("level: site", "level: input should be 'company' or 'group'"),
+        ("level: site", "level: 'site': input should be 'company' or 'group'"),
     ],
 )
 def test_bad_configuration_names_the_value(tmp_path: Path, replace: str, message: str) -> None:

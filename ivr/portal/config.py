@@ -23,12 +23,21 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from ivr.dialplan.yaml_source import Source, read_yaml
 from ivr.errors import DialplanError, Problem
 from ivr.portal.blocking import BlockingProfile, NumberRule
 from ivr.portal.lockout import LockoutPolicy
+from ivr.portal.numbers import DEFAULT_REGION
 from ivr.validation import problems_of
 
 PIN_OFF_WARNING = (
@@ -63,9 +72,10 @@ class BlockingConfig(BaseModel):
 
     @field_validator("incoming", "outgoing", "forwarded")
     @classmethod
-    def _rules(cls, rules: list[str]) -> list[str]:
+    def _rules(cls, rules: list[str], info: ValidationInfo) -> list[str]:
+        region = (info.context or {}).get("region", DEFAULT_REGION)
         for rule in rules:
-            NumberRule.parse(rule)  # raises ValueError naming the rule
+            NumberRule.parse(rule, region)  # raises ValueError naming the rule
         return rules
 
     def profile(self, region: str) -> BlockingProfile:
@@ -101,6 +111,13 @@ class PortalConfig(BaseModel):
         default=None, description="SQLite file for lockouts (relative); default: in memory"
     )
     region: str = Field(default="DE", min_length=2, max_length=2)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. DE, AT, CH)")
+        return value
 
     @property
     def name(self) -> str:
@@ -169,7 +186,10 @@ def load_portal(path: str | Path) -> LoadedPortal:
     if not isinstance(source.data, dict):
         raise DialplanError(source.problem((), "a portal configuration must be a mapping"))
     try:
-        config = PortalConfig.model_validate(source.data)
+        region = source.data.get("region", DEFAULT_REGION)  # blocking rules are read in it
+        config = PortalConfig.model_validate(
+            source.data, context={"region": region if isinstance(region, str) else DEFAULT_REGION}
+        )
     except ValidationError as exc:
         raise DialplanError(problems_of(source, exc, PortalConfig)) from None
     problem = config.magentaeins_problem()

@@ -217,11 +217,6 @@ def test_level_is_company_or_group(tmp_path: Path, level: str) -> None:
     assert "'company' or 'group'" in problem.message
 
 
-@pytest.mark.xfail(
-    reason="BUG: the level error ('input should be 'company' or 'group'') does not name "
-    "the offending value, as config.py promises ('messages that name the offending value')",
-    strict=True,
-)
 def test_level_error_names_the_value(tmp_path: Path) -> None:
     problem = only_problem(config(tmp_path, **{"level: group": "level: site"}))
     assert "site" in problem.message
@@ -271,12 +266,6 @@ def test_the_blocking_profile_is_parsed(tmp_path: Path) -> None:
     assert profile.blocks("outgoing", "030 1234567") and profile.blocks("outgoing", "0900 1")
 
 
-@pytest.mark.xfail(
-    reason="BUG: blocking rules are validated with region DE whatever the portal's "
-    "`region`: with region US the valid US prefix '1900' is refused at load, while "
-    "'0900' loads and then BlockingConfig.profile raises a bare ValueError",
-    strict=True,
-)
 def test_blocking_rules_are_validated_in_the_portals_region(tmp_path: Path) -> None:
     ok = config(tmp_path, extra="region: US\nblocking_profile: {outgoing: ['1900']}\n")
     c = load_portal(ok).config
@@ -286,11 +275,6 @@ def test_blocking_rules_are_validated_in_the_portals_region(tmp_path: Path) -> N
     assert "'0900'" in only_problem(bad).message
 
 
-@pytest.mark.xfail(
-    reason="BUG: `region` only checks the length: 'XX' (no such region) loads, and then "
-    "no caller in national format can ever be identified",
-    strict=True,
-)
 def test_an_unknown_region_is_refused(tmp_path: Path) -> None:
     problem = only_problem(config(tmp_path, extra="region: XX\n"))
     assert problem.path == "region" and "XX" in problem.message
