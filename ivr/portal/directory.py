@@ -162,6 +162,8 @@ class YamlDirectory:
             raise KeyError(employee_id)
         yaml = YAML()
         yaml.preserve_quotes = True
+        yaml.width = 4096  # never re-wrap long lines (hashes, flow mappings)
+        yaml.indent(mapping=2, sequence=4, offset=2)  # "key:\n  - item", as written
         data = yaml.load(self.path.read_text(encoding="utf-8"))
         data["employees"][employee_id]["pin_hash"] = pin_hash
         with self.path.open("w", encoding="utf-8") as out:
