@@ -145,7 +145,7 @@ class PortalConfig(BaseModel):
     def _number(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool):
             raise ValueError(f'write the number as text: number: "{value}"')
-        if isinstance(value, str) and not value.isdigit():
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
             raise ValueError(f"number {value!r}: digits only")
         if isinstance(value, str) and value[:2] in ("77", "78"):
             raise ValueError(
