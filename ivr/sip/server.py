@@ -420,6 +420,8 @@ class SipServer:
             template, values["number"] = config.dial_target, command.number
         else:
             assert isinstance(command, Transfer)
+            if command.target.startswith(("sip:", "sips:", "tel:")):
+                return command.target  # the dialplan named a full URI: taken as it is
             template, values["target"] = config.transfer_target, command.target
         try:
             return template.format_map(values)

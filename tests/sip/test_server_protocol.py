@@ -328,3 +328,27 @@ def _reply_202(request: str) -> str:
     keep = ("Via:", "From:", "To:", "Call-ID:", "CSeq:")
     lines = [line for line in request.split("\r\n") if line.startswith(keep)]
     return "SIP/2.0 202 Accepted\n" + "\n".join(lines) + "\nContent-Length: 0\n\n"
+
+
+# --- transfer: the demo's sales line -------------------------------------------------
+def test_transfer_refers_to_the_dialplans_uri(no_leaks: None, peer: Peer) -> None:
+    from ivr.dialogue import Engine
+    from ivr.dialplan.loader import load_dialplan
+    from ivr.sip.serve import prompt_audio
+    from ivr.sip.server import ServeConfig
+    from tests.conftest import DEMO
+
+    engine = Engine(load_dialplan(DEMO))
+    config = ServeConfig(registrar=("127.0.0.1", 9), port=0, register=False)
+    server = SipServer(engine, config, prompt_audio(engine))
+    server.start()
+    try:
+        ok = answer(server, peer, "c-transfer")
+        body = "Signal=1\r\nDuration=160\r\n"
+        extra = "Content-Type: application/dtmf-relay\n"
+        peer.send(in_dialog(peer, "INFO", "c-transfer", to_tag(ok), 2, extra, body), server.address)
+        refer = peer.wait("REFER", timeout=15)
+        assert "Refer-To: <sip:sales@127.0.0.1>" in refer
+        assert server.stats.ended == {"transfer": 1}
+    finally:
+        server.stop()
