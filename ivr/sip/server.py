@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -142,13 +143,11 @@ class SipServer:
         )
         self.loop.add_reader(self.sock, self._readable)
         self.loop.before_wait = self._pace
-        self._thread: Any = None
+        self._thread: threading.Thread | None = None
 
     # --- life cycle ------------------------------------------------------------------
     def start(self) -> None:
         """Start the dialogue thread and the loop thread; register."""
-        import threading
-
         self.driver.start()
         if self.config.register:
             self.loop.post(self.registration.start)

@@ -12,11 +12,8 @@ Written against baresip 1.0.0 (Debian bookworm); its ``menu`` module provides th
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.sip.peers import HOST, free_udp_port
+from tests.sip.peers import HOST, free_udp_port, kill_group
 
 BARESIP = shutil.which("baresip")
 MODULE_PATHS = (Path("/usr/lib/baresip/modules"), Path("/usr/lib/x86_64-linux-gnu/baresip/modules"))
@@ -244,23 +241,8 @@ class Baresip:
                 self.responses.append(message)
 
     def _kill(self, grace: float = 3.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # anything left in its group
-        proc.wait()
+        if self._proc is not None:
+            kill_group(self._proc, grace, sweep=True)
 
     def close(self) -> None:
         try:

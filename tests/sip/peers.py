@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 KAMAILIO_CFG = ROOT / "examples" / "kamailio" / "kamailio.cfg"
@@ -67,7 +68,7 @@ def sip_options(port: int, *, host: str = HOST, timeout: float = 0.5) -> str | N
         return data.decode(errors="replace").split("\r\n", 1)[0]
 
 
-def _kill_group(proc: subprocess.Popen[bytes], grace: float, *, sweep: bool = False) -> None:
+def kill_group(proc: subprocess.Popen[bytes], grace: float, *, sweep: bool = False) -> None:
     """SIGTERM the process group led by proc, SIGKILL it after grace seconds; reap proc.
 
     proc must have been started with ``start_new_session=True``. With ``sweep``,
@@ -182,7 +183,7 @@ class Kamailio:
 
     def stop(self) -> None:
         if self._proc is not None:
-            _kill_group(self._proc, grace=5.0, sweep=True)
+            kill_group(self._proc, grace=5.0, sweep=True)
             self._proc = None
 
     def restart(self) -> None:
@@ -392,12 +393,12 @@ class SippProcess:
         try:
             self.popen.wait(timeout=self.timeout + 5 if timeout is None else timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(self.popen, grace=1.0)
+            kill_group(self.popen, grace=1.0)
         return self.result()
 
     def close(self) -> None:
         try:
-            _kill_group(self.popen, grace=1.0)
+            kill_group(self.popen, grace=1.0)
         finally:
             self._tmp.cleanup()
 
@@ -441,30 +442,8 @@ def sipp_popen(
     )
 
 
-def run_sipp(
-    scenario: Path,
-    target: str | None,
-    *,
-    keys: Mapping[str, str] | None = None,
-    calls: int = 1,
-    rate: float | None = None,
-    limit: int | None = None,
-    timeout: float = 60,
-    port: int | None = None,
-    service: str | None = None,
-    extra: Sequence[str] = (),
-) -> SippResult:
-    """Run one SIPp scenario to the end; sipp exits 0 when all calls succeeded."""
-    with sipp_popen(
-        scenario,
-        target,
-        keys=keys,
-        calls=calls,
-        rate=rate,
-        limit=limit,
-        timeout=timeout,
-        port=port,
-        service=service,
-        extra=extra,
-    ) as proc:
+def run_sipp(scenario: Path, target: str | None, **options: Any) -> SippResult:
+    """Run one SIPp scenario to the end (options as for :func:`sipp_popen`); sipp exits
+    0 when all calls succeeded."""
+    with sipp_popen(scenario, target, **options) as proc:
         return proc.wait()
