@@ -110,7 +110,8 @@ class Call:
     ack_timer: TimerHandle | None = None
     timers: dict[str, TimerHandle] = field(default_factory=dict)
     playing: int | None = None
-    pending: dict[str, tuple[str, TimerHandle]] = field(default_factory=dict)  # branch ->
+    #: our requests awaiting an answer: branch -> (method, retransmission timer)
+    pending: dict[str, tuple[str, TimerHandle]] = field(default_factory=dict)
 
 
 class SipServer:

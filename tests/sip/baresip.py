@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.sip.peers import HOST, free_udp_port, kill_group
+from tests.sip.peers import HOST, free_udp_port, kill_group, spawn
 
 BARESIP = shutil.which("baresip")
 MODULE_PATHS = (Path("/usr/lib/baresip/modules"), Path("/usr/lib/x86_64-linux-gnu/baresip/modules"))
@@ -169,15 +169,7 @@ class Baresip:
         (self.workdir / "config").write_text(self.config())
         (self.workdir / "accounts").write_text(self.accounts())
         (self.workdir / "contacts").write_text("")
-        with (self.workdir / "baresip.log").open("wb") as log:
-            self._proc = subprocess.Popen(
-                self.command(),
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._proc = spawn(self.command(), self.workdir, self.workdir / "baresip.log")
         self._connect()
 
     def _connect(self) -> None:

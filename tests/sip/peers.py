@@ -68,6 +68,20 @@ def sip_options(port: int, *, host: str = HOST, timeout: float = 0.5) -> str | N
         return data.decode(errors="replace").split("\r\n", 1)[0]
 
 
+def spawn(command: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start a peer in its own process group (for :func:`kill_group`), no stdin,
+    stdout and stderr appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def kill_group(proc: subprocess.Popen[bytes], grace: float, *, sweep: bool = False) -> None:
     """SIGTERM the process group led by proc, SIGKILL it after grace seconds; reap proc.
 
@@ -153,15 +167,7 @@ class Kamailio:
             self._tmp = tempfile.TemporaryDirectory(prefix="kamailio-")
         if self._proc is not None and self._proc.poll() is None:
             raise RuntimeError("Kamailio is already running")
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self.command(),
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._proc = spawn(self.command(), self.workdir, self.log_path)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -414,36 +420,12 @@ class SippProcess:
         self.close()
 
 
-def sipp_popen(
-    scenario: Path,
-    target: str | None = None,
-    *,
-    keys: Mapping[str, str] | None = None,
-    calls: int = 1,
-    rate: float | None = None,
-    limit: int | None = None,
-    timeout: float = 60,
-    port: int | None = None,
-    service: str | None = None,
-    extra: Sequence[str] = (),
-) -> SippProcess:
-    """Start sipp in the background; use as ``with sipp_popen(...) as uas:``."""
-    return SippProcess(
-        scenario,
-        target,
-        keys=keys,
-        calls=calls,
-        rate=rate,
-        limit=limit,
-        timeout=timeout,
-        port=port,
-        service=service,
-        extra=extra,
-    )
+#: start sipp in the background; use as ``with sipp_popen(...) as uas:``
+sipp_popen = SippProcess
 
 
 def run_sipp(scenario: Path, target: str | None, **options: Any) -> SippResult:
-    """Run one SIPp scenario to the end (options as for :func:`sipp_popen`); sipp exits
+    """Run one SIPp scenario to the end (options as for :class:`SippProcess`); sipp exits
     0 when all calls succeeded."""
     with sipp_popen(scenario, target, **options) as proc:
         return proc.wait()
