@@ -9,8 +9,6 @@ sockets at once and wakes for the earliest timer; other threads hand it work wit
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import selectors
 import socket
@@ -19,24 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ivr.sip.timers import Callback, TimerHandle, TimerQueue
+
 log = logging.getLogger("ivr.sip")
 
-Callback = Callable[[], None]
 Reader = Callable[[socket.socket], None]
-
-
-class TimerHandle:
-    """A scheduled callback; ``cancel()`` makes it a no-op."""
-
-    __slots__ = ("callback", "cancelled", "when")
-
-    def __init__(self, when: float, callback: Callback) -> None:
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class EventLoop:
@@ -44,8 +29,7 @@ class EventLoop:
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
-        self._timers: list[tuple[float, int, TimerHandle]] = []
-        self._order = itertools.count()
+        self._timers = TimerQueue()
         self._posted: deque[Callback] = deque()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -69,9 +53,7 @@ class EventLoop:
 
     def call_at(self, when: float, callback: Callback) -> TimerHandle:
         """Run ``callback`` at monotonic time ``when``."""
-        handle = TimerHandle(when, callback)
-        heapq.heappush(self._timers, (when, next(self._order), handle))
-        return handle
+        return self._timers.at(when, callback)
 
     def call_later(self, seconds: float, callback: Callback) -> TimerHandle:
         """Run ``callback`` in ``seconds``."""
@@ -96,7 +78,9 @@ class EventLoop:
         self.thread = threading.current_thread()
         while self._running:
             now = time.monotonic()
-            deadline = self._timers[0][0] if self._timers else now + 1.0
+            deadline = self._timers.next_deadline()
+            if deadline is None:
+                deadline = now + 1.0
             if self.before_wait is not None:
                 extra = self.before_wait(now)
                 if extra is not None:
@@ -128,10 +112,7 @@ class EventLoop:
             self._safely(posted.popleft())
 
     def _run_timers(self) -> None:
-        now = time.monotonic()
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            handle = heapq.heappop(timers)[2]
+        for handle in self._timers.pop_due(time.monotonic()):
             if not handle.cancelled:
                 self._safely(handle.callback)
 

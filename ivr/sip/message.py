@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyVoIP
@@ -34,13 +34,17 @@ _BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
 REASONS = {
     100: "Trying",
     180: "Ringing",
+    183: "Session Progress",
     200: "OK",
     202: "Accepted",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     415: "Unsupported Media Type",
+    420: "Bad Extension",
+    480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
     486: "Busy Here",
     487: "Request Terminated",
@@ -108,6 +112,12 @@ class Message:
         """The top Via's branch (the transaction)."""
         match = _BRANCH.search(self.header("Via"))
         return match.group(1) if match else ""
+
+    @property
+    def sent_by(self) -> tuple[str, int]:
+        """The top Via's sent-by (host, port): with the branch, names the transaction."""
+        host, port = self.parsed.headers["Via"][0]["address"]
+        return str(host), int(port)
 
     def header(self, name: str) -> str:
         """The first value of header ``name`` ('' when absent)."""
@@ -226,6 +236,9 @@ def response(
     return _finish(lines, body, content_type)
 
 
+_ADDED_BY_FINISH = ("User-Agent", "Content-Type", "Content-Length")
+
+
 def _finish(lines: list[str], body: bytes, content_type: str) -> bytes:
     lines.append(f"User-Agent: {USER_AGENT}")
     if body:
@@ -244,52 +257,64 @@ def via_sent_by(request: Message) -> tuple[str, int]:
 
 
 @dataclass(slots=True)
-class Dialog:
-    """Our side (UAS) of one INVITE dialog: what in-dialog requests need."""
+class Request:
+    """A request this user agent sends: its start line, headers in order, body."""
 
-    call_id: str
-    local: str  # our From (the INVITE's To, with our tag)
-    remote: str  # their To (the INVITE's From, with their tag)
-    remote_target: str  # their Contact URI
-    route_set: list[str] = field(default_factory=list)
-    local_cseq: int = 0
-    contact: str = ""
+    method: str
+    uri: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    content_type: str = ""
 
     @classmethod
-    def from_invite(cls, invite: Message, local_tag: str, contact: str) -> Dialog:
-        to = invite.header("To")
-        return cls(
-            call_id=invite.call_id,
-            local=to if ";tag=" in to else f"{to};tag={local_tag}",
-            remote=invite.header("From"),
-            remote_target=uri_of(invite.header("Contact")) or uri_of(invite.header("From")),
-            route_set=invite.all("Record-Route"),
-            local_cseq=secrets.randbelow(10_000) + 1,
-            contact=contact,
-        )
+    def from_text(cls, text: str) -> Request:
+        """A request from text this program built (pyVoIP's REGISTER builders)."""
+        head, _, body = text.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        method, uri, _version = lines[0].split(" ", 2)
+        headers = [(k, v) for k, _, v in (line.partition(": ") for line in lines[1:])]
+        return cls(method, uri, [h for h in headers if h[0] not in _ADDED_BY_FINISH], body.encode())
 
-    def request(
-        self,
-        method: str,
-        via_host: str,
-        via_port: int,
-        *,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-        content_type: str = "",
-    ) -> tuple[bytes, tuple[str, int], str]:
-        """An in-dialog request: bytes, where to send it, and its branch."""
-        self.local_cseq += 1
-        branch = new_branch()
-        lines = [f"{method} {self.remote_target} SIP/2.0"]
-        lines.append(f"Via: SIP/2.0/UDP {via_host}:{via_port};branch={branch};rport")
-        lines.append("Max-Forwards: 70")
-        lines += [f"Route: {route}" for route in self.route_set]
-        lines.append(f"From: {self.local}")
-        lines.append(f"To: {self.remote}")
-        lines.append(f"Call-ID: {self.call_id}")
-        lines.append(f"CSeq: {self.local_cseq} {method}")
-        lines.append(f"Contact: {self.contact}")
-        lines += [f"{k}: {v}" for k, v in headers or []]
-        first_hop = uri_of(self.route_set[0]) if self.route_set else self.remote_target
-        return _finish(lines, body, content_type), address_of(first_hop), branch
+    def encode(self) -> bytes:
+        lines = [f"{self.method} {self.uri} SIP/2.0"]
+        lines += [f"{name}: {value}" for name, value in self.headers]
+        return _finish(lines, self.body, self.content_type)
+
+    def header(self, name: str) -> str:
+        """The first value of header ``name`` ('' when absent)."""
+        return next((value for key, value in self.headers if key == name), "")
+
+    @property
+    def branch(self) -> str:
+        match = _BRANCH.search(self.header("Via"))
+        return match.group(1) if match else ""
+
+    @property
+    def cseq(self) -> int:
+        return int(self.header("CSeq").split()[0])
+
+    def ack(self, response: Message) -> Request:
+        """The ACK of a non-2xx final response to this INVITE (RFC 3261 §17.1.1.3): the
+        same branch, Request-URI and Route set; the response's To."""
+        return self._derived("ACK", to=response.header("To"))
+
+    def cancel(self) -> Request:
+        """The CANCEL of this INVITE (RFC 3261 §9.1): the same branch, URI, tags."""
+        return self._derived("CANCEL", to=self.header("To"))
+
+    def _derived(self, method: str, *, to: str) -> Request:
+        headers = [("Via", self.header("Via"))]
+        headers += [(k, v) for k, v in self.headers if k == "Route"]
+        headers += [
+            ("Max-Forwards", "70"),
+            ("From", self.header("From")),
+            ("To", to),
+            ("Call-ID", self.header("Call-ID")),
+            ("CSeq", f"{self.cseq} {method}"),
+        ]
+        return Request(method, self.uri, headers)
+
+
+def via(host: str, port: int, branch: str) -> str:
+    """Our Via header value (UDP, asking for rport)."""
+    return f"SIP/2.0/UDP {host}:{port};branch={branch};rport"

@@ -1,34 +1,38 @@
-"""Registration at the registrar, without blocking the loop.
+"""Registration at the registrar, as a client of the user agent's transaction layer.
 
 pyVoIP's ``SIPClient`` builds the REGISTER requests and the digest answer
 (``gen_first_response``, ``gen_register``); its registration procedure is replaced
 because it reads the shared socket synchronously for up to 30 s, counts every other
 message as a failure and stops the phone after three (bug 13), and blocks ~30 s on
-stop (bug 14). Here registration is a small state machine on the loop: requests are
-retransmitted, failures retried with exponential backoff (1 s doubling to 60 s), the
-binding refreshed before it expires, and an OPTIONS keep-alive notices a registrar
-that went away (restart) so the binding is renewed when it is back.
+stop (bug 14). Here each REGISTER is one client transaction of the
+:class:`~ivr.sip.agent.UserAgent` (retransmitted by Timer E, given up by Timer F);
+failures are retried with exponential backoff (1 s doubling to 60 s), the binding is
+refreshed before it expires, and an OPTIONS keep-alive notices a registrar that went
+away (restart) so the binding is renewed when it is back. Every REGISTER carries a
+random Call-ID (pyVoIP's are ``sha256`` of a counter: predictable).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Callable
 
 import pyVoIP.VoIP  # noqa: F401  (import order: bug 18)
 from pyVoIP.SIP import SIPClient
 
-from ivr.sip.loop import EventLoop, TimerHandle
-from ivr.sip.message import Message, new_branch, new_tag
+from ivr.sip.agent import UserAgent
+from ivr.sip.message import Message, Request
+from ivr.sip.timers import TimerHandle
 
 log = logging.getLogger("ivr.sip.register")
 
-RETRANSMIT = (0.5, 1.0, 2.0, 4.0, 4.0)  # then the attempt has failed (11.5 s)
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+#: how long an OPTIONS keep-alive may go unanswered before we register again
+KEEPALIVE_ANSWER = 2.0
 _EXPIRES = re.compile(r"expires=(\d+)", re.IGNORECASE)
-
-Send = Callable[[bytes, tuple[str, int]], None]
+_CALL_ID = re.compile(r"^Call-ID: .*$", re.MULTILINE)
 
 
 class Registration:
@@ -36,19 +40,15 @@ class Registration:
 
     def __init__(
         self,
-        loop: EventLoop,
-        send: Send,
+        agent: UserAgent,
         *,
         registrar: tuple[str, int],
         user: str,
         password: str,
-        host: str,
-        port: int,
         expires: int = 120,
         keepalive: float = 30.0,
     ) -> None:
-        self.loop = loop
-        self.send = send
+        self.agent = agent
         self.registrar = registrar
         self.expires = expires
         self.keepalive = keepalive
@@ -58,8 +58,8 @@ class Registration:
             user,
             password,
             phone=None,  # type: ignore[arg-type]  # only its request builders are used
-            myIP=host,
-            myPort=port,
+            myIP=agent.host,
+            myPort=agent.port,
         )
         self.client.default_expires = expires
         self.state = "idle"
@@ -68,50 +68,28 @@ class Registration:
         self._call_id = ""
         self._authenticated = False
         self._timer: TimerHandle | None = None
-        self._tries = 0
-        self._request = b""
         self._backoff = BACKOFF_FIRST
-        self._ping_branch = ""
         self._ping_timer: TimerHandle | None = None
+        self._pinging = False
 
     # --- control ------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, now: float) -> None:
         """Send a REGISTER now."""
+        self.agent.now = now
         self._attempt()
 
-    def stop(self) -> None:
+    def stop(self, now: float) -> None:
         """Remove the binding (one datagram, no waiting: bug 14) and stop all timers."""
+        self.agent.now = now
         self._cancel()
         if self._ping_timer is not None:
             self._ping_timer.cancel()
         if self.state == "registered":
-            self.send(self.client.gen_first_response(deregister=True).encode(), self.registrar)
+            request = self._own_call_id(self.client.gen_first_response(deregister=True))
+            self.agent.send_request(
+                request, self.registrar, now, on_response=_ignore, on_timeout=_ignore
+            )
         self.state = "stopped"
-
-    def owns(self, message: Message) -> bool:
-        """Whether ``message`` is a response to our REGISTER or keep-alive."""
-        if message.is_request:
-            return False
-        if message.method == "REGISTER":
-            return message.call_id == self._call_id
-        return message.method == "OPTIONS" and message.branch == self._ping_branch
-
-    def response(self, message: Message) -> None:
-        """Handle a response that :meth:`owns`."""
-        if message.method == "OPTIONS":
-            self._pinged()
-            return
-        status = message.status
-        if status < 200:
-            return
-        self._cancel()
-        if status in (401, 407) and not self._authenticated:
-            self._authenticated = True
-            self._send(self.client.gen_register(message.parsed).encode())
-        elif 200 <= status < 300:
-            self._registered(message)
-        else:
-            self._failed(f"registrar answered {status}")
 
     # --- states -------------------------------------------------------------------
     def _attempt(self) -> None:
@@ -119,22 +97,32 @@ class Registration:
             return
         self.state = "registering"
         self._authenticated = False
-        request = self.client.gen_first_response()
-        self._call_id = _header(request, "Call-ID")
-        self._send(request.encode())
+        self._call_id = f"{secrets.token_hex(16)}@{self.agent.host}"
+        self._send(self._own_call_id(self.client.gen_first_response()))
 
-    def _send(self, request: bytes) -> None:
-        self._request, self._tries = request, 0
-        self.send(request, self.registrar)
-        self._timer = self.loop.call_later(RETRANSMIT[0], self._retransmit)
+    def _own_call_id(self, text: str) -> Request:
+        return Request.from_text(_CALL_ID.sub(f"Call-ID: {self._call_id}", text, count=1))
 
-    def _retransmit(self) -> None:
-        self._tries += 1
-        if self._tries >= len(RETRANSMIT):
-            self._failed("no answer from the registrar")
+    def _send(self, request: Request) -> None:
+        self.agent.send_request(
+            request,
+            self.registrar,
+            self.agent.now,
+            on_response=self._response,
+            on_timeout=lambda: self._failed("no answer from the registrar"),
+        )
+
+    def _response(self, message: Message) -> None:
+        status = message.status
+        if status < 200 or self.state != "registering":
             return
-        self.send(self._request, self.registrar)
-        self._timer = self.loop.call_later(RETRANSMIT[self._tries], self._retransmit)
+        if status in (401, 407) and not self._authenticated:
+            self._authenticated = True
+            self._send(Request.from_text(self.client.gen_register(message.parsed)))
+        elif 200 <= status < 300:
+            self._registered(message)
+        else:
+            self._failed(f"registrar answered {status}")
 
     def _registered(self, message: Message) -> None:
         expires = self.expires
@@ -152,10 +140,12 @@ class Registration:
         if first:
             log.info("registered at %s:%d (expires %d s)", *self.registrar, expires)
         refresh = max(1.0, min(expires * 0.8, expires - 5.0))
-        self._timer = self.loop.call_later(refresh, self._attempt)
+        self._timer = self._later(refresh, self._attempt)
         self._schedule_ping()
 
     def _failed(self, why: str) -> None:
+        if self.state == "stopped":
+            return
         self._cancel()
         self.failures += 1
         self.state = "unregistered"
@@ -165,7 +155,7 @@ class Registration:
             why,
             self._backoff,
         )
-        self._timer = self.loop.call_later(self._backoff, self._attempt)
+        self._timer = self._later(self._backoff, self._attempt)
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     # --- keep-alive ---------------------------------------------------------------
@@ -173,35 +163,38 @@ class Registration:
         if self._ping_timer is not None:
             self._ping_timer.cancel()
         if self.keepalive > 0:
-            self._ping_timer = self.loop.call_later(self.keepalive, self._ping)
+            self._ping_timer = self._later(self.keepalive, self._ping)
 
     def _ping(self) -> None:
         if self.state != "registered":
             return
-        self._ping_branch = new_branch()
         host, port = self.registrar
-        client = self.client
-        request = (
-            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {client.myIP}:{client.myPort};branch={self._ping_branch};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:{client.username}@{host}>;tag={new_tag()}\r\n"
-            f"To: <sip:{host}:{port}>\r\n"
-            f"Call-ID: {new_tag()}{new_tag()}@{client.myIP}\r\n"
-            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        ).encode()
-        self.send(request, self.registrar)
-        self._ping_timer = self.loop.call_later(min(2.0, self.keepalive), self._ping_lost)
+        request = self.agent.new_request(
+            "OPTIONS",
+            f"sip:{host}:{port}",
+            from_=f"<sip:{self.client.username}@{host}>",
+            to=f"<sip:{host}:{port}>",
+        )
+        self._pinging = True
+        self.agent.send_request(
+            request, self.registrar, self.agent.now, on_response=self._pinged, on_timeout=_ignore
+        )
+        self._ping_timer = self._later(min(KEEPALIVE_ANSWER, self.keepalive), self._ping_lost)
 
-    def _pinged(self) -> None:
-        self._ping_branch = ""
-        self._schedule_ping()
+    def _pinged(self, message: Message) -> None:
+        if message.status >= 200 and self._pinging:
+            self._pinging = False
+            self._schedule_ping()
 
     def _ping_lost(self) -> None:
-        if self._ping_branch and self.state == "registered":
+        if self._pinging and self.state == "registered":
+            self._pinging = False
             log.warning("registrar %s:%d does not answer; registering again", *self.registrar)
-            self._cancel()
             self._failed("keep-alive lost")
+
+    # --- timers -------------------------------------------------------------------
+    def _later(self, seconds: float, callback: Callable[[], None]) -> TimerHandle:
+        return self.agent.timers.at(self.agent.now + seconds, callback)
 
     def _cancel(self) -> None:
         if self._timer is not None:
@@ -209,8 +202,5 @@ class Registration:
             self._timer = None
 
 
-def _header(request: str, name: str) -> str:
-    for line in request.split("\r\n"):
-        if line.startswith(name + ": "):
-            return line[len(name) + 2 :]
-    return ""
+def _ignore(*_args: object) -> None:
+    return None

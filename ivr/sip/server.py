@@ -21,7 +21,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,20 +39,28 @@ from ivr.commands import (
 )
 from ivr.dialogue import Engine
 from ivr.events import CallHungUp, CallStarted, DigitReceived, PromptFinished, TimerFired
+from ivr.sip.agent import UserAgent
 from ivr.sip.driver import Chunks, DialogueDriver, Outcome
 from ivr.sip.dtmf import info_key
-from ivr.sip.loop import EventLoop, TimerHandle
+from ivr.sip.legs import (
+    IncomingCall,
+    InfoReceived,
+    Leg,
+    LegEnded,
+    LegEvent,
+    LegFailed,
+    OfferReceived,
+    ReferAnswered,
+)
+from ivr.sip.loop import EventLoop
 from ivr.sip.media import PortPool, PortsExhausted, RtpSession
-from ivr.sip.message import ALLOW, Dialog, Message, SipParseError, new_tag, parse, response
-from ivr.sip.message import via_sent_by as response_address
 from ivr.sip.pacer import Pacer
 from ivr.sip.registration import Registration
 from ivr.sip.sdp import SdpError, answer, read_offer
+from ivr.sip.timers import TimerHandle
 
 log = logging.getLogger("ivr.sip")
 
-T1, T2 = 0.5, 4.0  # RFC 3261 timers
-TIMER_B = 32.0  # give up on a transaction after 64*T1
 SWEEP_SECONDS = 1.0
 
 
@@ -100,18 +108,11 @@ class Call:
     """One incoming call (the loop thread's view)."""
 
     key: str
-    invite: Message
-    source: tuple[str, int]
-    local_tag: str
+    leg: Leg
     rtp: RtpSession
     state: str = "starting"  # starting -> answered -> ending -> gone
-    dialog: Dialog | None = None
-    final: bytes = b""  # our final response to the INVITE, for retransmissions
-    ack_timer: TimerHandle | None = None
     timers: dict[str, TimerHandle] = field(default_factory=dict)
     playing: int | None = None
-    #: our requests awaiting an answer: branch -> (method, retransmission timer)
-    pending: dict[str, tuple[str, TimerHandle]] = field(default_factory=dict)
 
 
 class SipServer:
@@ -130,20 +131,17 @@ class SipServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((config.bind, config.port))
         self.sock.setblocking(False)
-        self.address = self.sock.getsockname()
-        self.contact = f"<sip:{config.user}@{self.address[0]}:{self.address[1]}>"
+        self.address: tuple[str, int] = self.sock.getsockname()
+        self.agent = UserAgent(self.address[0], self.address[1], config.user)
         self.registration = Registration(
-            self.loop,
-            self._send,
+            self.agent,
             registrar=config.registrar,
             user=config.user,
             password=config.password,
-            host=self.address[0],
-            port=self.address[1],
             keepalive=config.keepalive,
         )
         self.loop.add_reader(self.sock, self._readable)
-        self.loop.before_wait = self._pace
+        self.loop.before_wait = self._before_wait
         self._thread: threading.Thread | None = None
 
     # --- life cycle ------------------------------------------------------------------
@@ -151,7 +149,7 @@ class SipServer:
         """Start the dialogue thread and the loop thread; register."""
         self.driver.start()
         if self.config.register:
-            self.loop.post(self.registration.start)
+            self.loop.post(lambda: self._agent_call(self.registration.start))
         self.loop.call_later(SWEEP_SECONDS, self._sweep)
         self._thread = threading.Thread(target=self.loop.run, name="ivr-sip", daemon=True)
         self._thread.start()
@@ -163,7 +161,7 @@ class SipServer:
             for call in list(self.calls.values()):
                 self._hang_up(call, "shutdown")
                 self._forget(call)
-            self.registration.stop()
+            self._agent_call(self.registration.stop)
             self.loop.stop()
 
         self.loop.post(shutdown)
@@ -173,33 +171,37 @@ class SipServer:
         self.loop.close()
         self.sock.close()
 
-    # --- datagrams in ---------------------------------------------------------------
+    # --- datagrams in and out ---------------------------------------------------------
     def _readable(self, sock: socket.socket) -> None:
+        agent = self.agent
         for _ in range(256):
             try:
                 data, source = sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:
-                return
-            self._datagram(data, source)
+                break
+            agent.receive_datagram(data, source, time.monotonic())
+            self._flush()
+        self.stats.bad_datagrams = agent.stats.bad_datagrams
 
-    def _datagram(self, data: bytes, source: tuple[str, int]) -> None:
-        if data in (b"\r\n\r\n", b"\r\n", b"\0\0\0\0"):
-            return  # keep-alives
-        try:
-            message = parse(data)
-        except SipParseError as exc:
-            self.stats.bad_datagrams += 1
-            log.warning("ignored a datagram from %s:%d: %s", *source, exc)
-            return
-        if message.is_request:
-            handler = _REQUESTS.get(message.method, SipServer._unsupported)
-            handler(self, message, source)
-        elif self.registration.owns(message):
-            self.registration.response(message)
-        else:
-            self._response(message)
+    def _agent_call(self, action: Callable[[float], None]) -> None:
+        """Run ``action(now)`` on the agent, then send and handle what it produced."""
+        action(time.monotonic())
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send the agent's datagrams and act on its events until both are drained."""
+        agent = self.agent
+        while True:
+            for data, address in agent.datagrams_to_send():
+                self._send(data, address)
+            event = agent.next_event()
+            if event is None:
+                return
+            handler = _EVENTS.get(type(event))
+            if handler is not None:
+                handler(self, event)
 
     def _send(self, data: bytes, address: tuple[str, int]) -> None:
         try:
@@ -207,43 +209,43 @@ class SipServer:
         except OSError as exc:
             log.warning("could not send to %s:%d: %s", *address, exc)
 
-    def _reply(self, request: Message, code: int, **kwargs: Any) -> bytes:
-        data = response(request, code, **kwargs)
-        self._send(data, response_address(request))
-        return data
+    def _before_wait(self, now: float) -> float | None:
+        """Before the loop waits: the agent's due timers, the media due; returns the
+        earlier of their next deadlines."""
+        agent = self.agent
+        deadline = agent.next_timer()
+        if deadline is not None and deadline <= now:
+            agent.handle_timer(now)
+            self._flush()
+            deadline = agent.next_timer()
+        paced = self._pace(now)
+        if deadline is None or (paced is not None and paced < deadline):
+            return paced
+        return deadline
 
-    # --- requests ---------------------------------------------------------------------
-    def _invite(self, request: Message, source: tuple[str, int]) -> None:
-        call = self.calls.get(request.call_id)
-        if call is not None:
-            if request.to_tag and request.to_tag == call.local_tag:
-                self._reinvite(call, request)
-            elif call.final:  # a retransmission: repeat, never restart anything (bug 2)
-                self._send(call.final, response_address(request))
-            else:
-                self._reply(request, 100)
-            return
-        if request.to_tag:
-            self._reply(request, 481)
-            return
-        self._reply(request, 100)
+    # --- what happened to a leg ----------------------------------------------------------
+    def _incoming(self, event: IncomingCall) -> None:
+        leg = event.leg
+        request = leg.invite
+        assert request is not None
+        now = time.monotonic()
         try:
             offer = read_offer(request.sdp)
         except (SdpError, KeyError, ValueError, TypeError) as exc:
-            log.warning("call %s: refused offer: %s", request.call_id, exc)
-            self._reply(request, 488, to_tag=new_tag())
+            log.warning("call %s: refused offer: %s", leg.call_id, exc)
+            self.agent.reject(leg, 488, now)
             return
         try:
             sock = self.ports.open(self.config.bind)
         except PortsExhausted:
-            log.error("call %s: no free RTP port; answering 503", request.call_id)
-            self._reply(request, 503, to_tag=new_tag())
+            log.error("call %s: no free RTP port; answering 503", leg.call_id)
+            self.agent.reject(leg, 503, now)
             return
-        key = request.call_id
+        key = leg.call_id
         rtp = RtpSession(
             sock, offer, lambda k, how: self._key(key, k, how), inband=self.config.inband
         )
-        call = Call(key=key, invite=request, source=source, local_tag=new_tag(), rtp=rtp)
+        call = leg.owner = Call(key=key, leg=leg, rtp=rtp)
         self.calls[key] = call
         self.loop.add_reader(sock, rtp.readable)
         self.stats.calls += 1
@@ -257,84 +259,44 @@ class SipServer:
             key, CallStarted(caller=request.caller, called=request.called, call_id=key)
         )
 
-    def _reinvite(self, call: Call, request: Message) -> None:
-        try:
-            offer = read_offer(request.sdp) if request.body else call.rtp.offer
-        except (SdpError, KeyError, ValueError, TypeError):
-            self._reply(request, 488)
-            return
-        call.rtp.remote = (offer.address, offer.port)
-        body = answer(offer, self.config.bind, call.rtp.port)
-        self._reply(
-            request,
-            200,
-            headers=[("Contact", self.contact)],
-            body=body,
-            content_type="application/sdp",
-        )
+    def _leg_ended(self, event: LegEnded) -> None:
+        call = self._call_of(event.leg)
+        if call is not None:
+            self._caller_left(call, "caller" if event.reason == "bye" else event.reason)
 
-    def _ack(self, request: Message, source: tuple[str, int]) -> None:
-        call = self.calls.get(request.call_id)
-        if call is not None and call.ack_timer is not None:
-            call.ack_timer.cancel()
-            call.ack_timer = None
+    def _leg_failed(self, event: LegFailed) -> None:
+        call = self._call_of(event.leg)
+        if call is not None:
+            self._caller_left(call, "no-ack")
 
-    def _bye(self, request: Message, source: tuple[str, int]) -> None:
-        call = self.calls.get(request.call_id)
-        if call is None:
-            self._reply(request, 481)  # bug 11: pyVoIP said 200
-            return
-        self._reply(request, 200)
-        if call.state != "ending":
-            self._caller_left(call, "caller")
-        else:
-            self._forget(call)
-
-    def _cancel(self, request: Message, source: tuple[str, int]) -> None:
-        call = self.calls.get(request.call_id)
-        if call is None:
-            self._reply(request, 481)
-            return
-        self._reply(request, 200)
-        if call.state == "starting":  # bug 4: pyVoIP sent no 487 and answered anyway
-            call.final = self._reply(call.invite, 487, to_tag=call.local_tag)
-            self._caller_left(call, "cancel")
-
-    def _info(self, request: Message, source: tuple[str, int]) -> None:
-        call = self.calls.get(request.call_id)
-        if call is None:
-            self._reply(request, 481)
-            return
-        key = info_key(request.header("Content-Type"), request.body)
-        self._reply(request, 200)
-        if key is not None:
+    def _info(self, event: InfoReceived) -> None:
+        call = self._call_of(event.leg)
+        key = info_key(event.content_type, event.body)
+        if call is not None and key is not None:
             self._key(call.key, key, "info")
 
-    def _options(self, request: Message, source: tuple[str, int]) -> None:
-        self._reply(request, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
-
-    def _notify(self, request: Message, source: tuple[str, int]) -> None:
-        self._reply(request, 200 if request.call_id in self.calls else 481)
-
-    def _unsupported(self, request: Message, source: tuple[str, int]) -> None:
-        self._reply(request, 405, headers=[("Allow", ALLOW)])
-
-    # --- responses to our requests ----------------------------------------------------
-    def _response(self, message: Message) -> None:
-        call = self.calls.get(message.call_id)
-        if call is None or message.status < 200:
+    def _offer(self, event: OfferReceived) -> None:
+        call = self._call_of(event.leg)
+        if call is None:
             return
-        pending = call.pending.pop(message.branch, None)
-        if pending is None:
+        try:
+            offer = read_offer(event.request.sdp)
+        except (SdpError, KeyError, ValueError, TypeError) as exc:
+            log.warning("call %s: re-INVITE offer ignored: %s", call.key, exc)
             return
-        method, timer = pending
-        timer.cancel()
-        if method == "REFER":
-            if message.status >= 300:
-                log.warning("call %s: REFER refused (%d)", call.key, message.status)
-            self._send_bye(call)
-        elif method == "BYE":
+        call.rtp.remote = (offer.address, offer.port)
+
+    def _refer_answered(self, event: ReferAnswered) -> None:
+        call = self._call_of(event.leg)
+        if event.status >= 300:
+            log.warning("call %s: REFER refused (%d)", event.leg.call_id, event.status)
+        self.agent.hang_up(event.leg, time.monotonic())
+        if call is not None:
             self._forget(call)
+
+    def _call_of(self, leg: Leg) -> Call | None:
+        call = leg.owner
+        return call if isinstance(call, Call) and call.state != "gone" else None
 
     # --- the dialogue's commands -----------------------------------------------------
     def _deliver(self, key: str, outcome: Outcome) -> None:
@@ -352,39 +314,18 @@ class SipServer:
             self._answer(call)
         for command in outcome.commands:
             self._command(call, command, outcome)
+        self._flush()
 
     def _answer(self, call: Call) -> None:
         call.state = "answered"
-        call.dialog = Dialog.from_invite(call.invite, call.local_tag, self.contact)
         body = answer(call.rtp.offer, self.config.bind, call.rtp.port)
-        call.final = self._reply(
-            call.invite,
-            200,
-            to_tag=call.local_tag,
-            headers=[("Contact", self.contact), ("Allow", ALLOW)],
-            body=body,
-            content_type="application/sdp",
-        )
+        self.agent.answer(call.leg, body, time.monotonic())
         call.rtp.last_received = time.monotonic()
         self.stats.answered += 1
-        self._retransmit_ok(call, T1, 0.0)
-
-    def _retransmit_ok(self, call: Call, interval: float, waited: float) -> None:
-        def again() -> None:
-            if call.state == "gone" or call.ack_timer is None:
-                return
-            if waited + interval >= TIMER_B:
-                log.warning("call %s: no ACK for our 200 OK; ending the call", call.key)
-                self._caller_left(call, "no-ack")
-                return
-            self._send(call.final, response_address(call.invite))
-            self._retransmit_ok(call, min(interval * 2, T2), waited + interval)
-
-        call.ack_timer = self.loop.call_later(interval, again)
 
     def _refuse(self, call: Call, outcome: Outcome) -> None:
         self.stats.refused += 1
-        call.final = self._reply(call.invite, 403, to_tag=call.local_tag)
+        self._agent_call(lambda now: self.agent.reject(call.leg, 403, now))
         log.info("call %s: refused before answering (%s)", call.key, outcome.outcome)
         self._forget(call, why="refused")
 
@@ -406,7 +347,8 @@ class SipServer:
                 timer.cancel()
         elif isinstance(command, Hangup):
             self._end(call, command.reason)
-            self._send_bye(call)
+            self.agent.hang_up(call.leg, time.monotonic())
+            self._forget(call)
         elif isinstance(command, Transfer | PullCall | Dial):
             self._end(call, type(command).__name__.lower())
             self._refer(call, self._target(command, outcome.variables))
@@ -484,53 +426,12 @@ class SipServer:
         if call.state == "answered":
             self.driver.submit(call.key, CallHungUp(reason=why))
             self._end(call, why)
-            self._send_bye(call)
-
-    def _send_bye(self, call: Call) -> None:
-        if call.dialog is None:
-            self._forget(call)
-            return
-        self._request(call, "BYE")
+            self._agent_call(lambda now: self.agent.hang_up(call.leg, now))
 
     def _refer(self, call: Call, target: str) -> None:
         self.stats.refers += 1
         log.info("call %s: REFER", call.key)
-        self._request(
-            call,
-            "REFER",
-            headers=[("Refer-To", f"<{target}>"), ("Referred-By", self.contact)],
-        )
-
-    def _request(
-        self, call: Call, method: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
-        assert call.dialog is not None
-        data, address, branch = call.dialog.request(
-            method, self.address[0], self.address[1], headers=headers
-        )
-
-        def retransmit(interval: float, waited: float) -> TimerHandle:
-            def again() -> None:
-                if branch not in call.pending:
-                    return
-                if waited + interval >= TIMER_B:
-                    call.pending.pop(branch, None)
-                    log.warning("call %s: no answer to %s", call.key, method)
-                    if method == "REFER":
-                        self._send_bye(call)
-                    else:
-                        self._forget(call)
-                    return
-                self._send(data, address)
-                call.pending[branch] = (
-                    method,
-                    retransmit(min(interval * 2, T2), waited + interval),
-                )
-
-            return self.loop.call_later(interval, again)
-
-        self._send(data, address)
-        call.pending[branch] = (method, retransmit(T1, 0.0))
+        self.agent.refer(call.leg, target, time.monotonic())
 
     def _stop_media(self, call: Call) -> None:
         self.pacer.remove(call.key)
@@ -538,9 +439,6 @@ class SipServer:
         for timer in call.timers.values():
             timer.cancel()
         call.timers.clear()
-        if call.ack_timer is not None:
-            call.ack_timer.cancel()
-            call.ack_timer = None
         if call.rtp.sock.fileno() >= 0:
             self.stats.packets_sent += call.rtp.sent
             self.loop.remove_reader(call.rtp.sock)
@@ -550,9 +448,6 @@ class SipServer:
         if why:
             self.stats.end(why)
         self._stop_media(call)
-        for _method, timer in call.pending.values():
-            timer.cancel()
-        call.pending.clear()
         call.state = "gone"
         self.calls.pop(call.key, None)
 
@@ -565,15 +460,15 @@ class SipServer:
                 if call.state == "answered" and now - call.rtp.last_received > timeout:
                     log.warning("call %s: no RTP for %.0f s; ending it", call.key, timeout)
                     self._hang_up(call, "no-rtp")
+                    self._forget(call)
         self.loop.call_later(SWEEP_SECONDS, self._sweep)
 
 
-_REQUESTS = {
-    "INVITE": SipServer._invite,
-    "ACK": SipServer._ack,
-    "BYE": SipServer._bye,
-    "CANCEL": SipServer._cancel,
-    "INFO": SipServer._info,
-    "OPTIONS": SipServer._options,
-    "NOTIFY": SipServer._notify,
+_EVENTS: dict[type[LegEvent], Callable[[SipServer, Any], None]] = {
+    IncomingCall: SipServer._incoming,
+    LegEnded: SipServer._leg_ended,
+    LegFailed: SipServer._leg_failed,
+    InfoReceived: SipServer._info,
+    OfferReceived: SipServer._offer,
+    ReferAnswered: SipServer._refer_answered,
 }
