@@ -1,6 +1,7 @@
 """ivr — declarative voice menus: dialplans as YAML states, a sans-I/O dialogue core,
 a virtual-time simulator and scripted DTMF testing."""
 
+from ivr.callcontrol import Replaces
 from ivr.commands import (
     CancelTimer,
     Command,
@@ -15,7 +16,15 @@ from ivr.commands import (
 from ivr.dialogue import Dialogue, Engine
 from ivr.dialplan import Dialplan, load_dialplan
 from ivr.errors import DialplanError, HookError, IvrError, Problem, UnexpectedEventError
-from ivr.events import CallHungUp, CallStarted, DigitReceived, Event, PromptFinished, TimerFired
+from ivr.events import (
+    CallControlResult,
+    CallHungUp,
+    CallStarted,
+    DigitReceived,
+    Event,
+    PromptFinished,
+    TimerFired,
+)
 from ivr.hooks import Hooks
 from ivr.prompts import PromptCatalog, load_catalog
 from ivr.secret import Secret
@@ -23,6 +32,7 @@ from ivr.session import Session
 from ivr.sim import SimCall, Simulator, VirtualClock
 
 __all__ = [
+    "CallControlResult",
     "CallHungUp",
     "CallStarted",
     "CancelTimer",
@@ -43,6 +53,7 @@ __all__ = [
     "PromptCatalog",
     "PromptFinished",
     "PullCall",
+    "Replaces",
     "Secret",
     "Session",
     "SimCall",

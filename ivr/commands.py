@@ -1,7 +1,9 @@
 """Commands: what a runtime must do. A Dialogue returns them from ``handle()``.
 
 All commands are frozen, slotted, keyword-only dataclasses that validate on construction.
-``Transfer``, ``PullCall``, ``Dial`` and ``Hangup`` end the dialogue.
+``Transfer`` and ``Hangup`` end the dialogue. ``PullCall`` and ``Dial`` ask the runtime
+to connect the caller to another party; the runtime answers with
+:class:`~ivr.events.CallControlResult` (``connected`` ends the dialogue).
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ class Transfer(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PullCall(Command):
-    """Pull the running call ``call`` onto the caller's leg. Ends the dialogue."""
+    """Pull the running call ``call`` onto the caller's leg; a
+    :class:`~ivr.events.CallControlResult` follows."""
 
     call: str
 
@@ -114,16 +117,23 @@ class PullCall(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dial(Command):
-    """Place an outgoing call to ``number`` for the caller, presenting ``caller_id``."""
+    """Call ``number`` for the caller, presenting ``caller_id`` and ``display_name``, and
+    connect them when it answers (at most ``timeout`` seconds of ringing); a
+    :class:`~ivr.events.CallControlResult` follows."""
 
     number: str
     caller_id: str = ""
     display_name: str = ""
+    timeout: float = 30.0
 
     def __post_init__(self) -> None:
         check_name("number", self.number)
         if not isinstance(self.caller_id, str) or not isinstance(self.display_name, str):
             raise ValueError("caller_id and display_name must be strings")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float):
+            raise ValueError(f"timeout must be a number, got {self.timeout!r}")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {self.timeout!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,4 +147,7 @@ class Hangup(Command):
             raise ValueError(f"reason must be one of {sorted(HANGUP_REASONS)}, got {self.reason!r}")
 
 
-ENDING_COMMANDS = (Transfer, PullCall, Dial, Hangup)
+#: commands that end the dialogue
+ENDING_COMMANDS = (Transfer, Hangup)
+#: commands the runtime answers with a CallControlResult
+CONNECTING_COMMANDS = (PullCall, Dial)

@@ -20,17 +20,23 @@ from ivr.commands import (
     NO_PARAMS,
     CancelTimer,
     Command,
-    Dial,
     Hangup,
     PlayPrompt,
-    PullCall,
     StartTimer,
     StopPrompt,
     Transfer,
 )
 from ivr.dialplan.model import Dialplan
 from ivr.errors import DialplanError, HookError, IvrError, UnexpectedEventError
-from ivr.events import CallHungUp, CallStarted, DigitReceived, Event, PromptFinished, TimerFired
+from ivr.events import (
+    CallControlResult,
+    CallHungUp,
+    CallStarted,
+    DigitReceived,
+    Event,
+    PromptFinished,
+    TimerFired,
+)
 from ivr.expressions import Expression
 from ivr.hooks import Hooks
 from ivr.secret import Secret
@@ -253,6 +259,11 @@ class Dialogue:
         self.ended = True
         self.outcome = "caller_hangup"
 
+    def _on_call_control(self, event: CallControlResult) -> None:
+        if self._failing or self.current is None:
+            return
+        self.current.call_control(self, event.result)
+
     # --- what states call (the ivr.states.base.Call protocol) ------------------------
     def play(self, prompts: tuple[PromptRef, ...], *, bargein: bool) -> None:
         """Play ``prompts`` in order; the state's ``prompts_done`` follows."""
@@ -290,6 +301,12 @@ class Dialogue:
         self._out.append(command)
         self.ended = True
         self.outcome = _outcome(command)
+
+    def conclude(self, outcome: str) -> None:
+        """End the dialogue without a command: the runtime connected the caller."""
+        self._leave()
+        self.ended = True
+        self.outcome = outcome
 
     def fail(self, error: Exception) -> None:
         """Give up on this call: apology prompt, then hang-up."""
@@ -412,14 +429,11 @@ _HANDLERS: dict[type[Event], Callable[[Dialogue, Any], None]] = {
     PromptFinished: Dialogue._on_prompt_finished,
     TimerFired: Dialogue._on_timer,
     CallHungUp: Dialogue._on_hung_up,
+    CallControlResult: Dialogue._on_call_control,
 }
 
 
 def _outcome(command: Command) -> str:
-    if isinstance(command, PullCall):
-        return "pulled"
-    if isinstance(command, Dial):
-        return "dialed"
     if isinstance(command, Transfer):
         return "transferred"
     if isinstance(command, Hangup) and command.reason == "refused":

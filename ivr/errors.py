@@ -3,6 +3,8 @@
 - :class:`DialplanError` — the dialplan file's author (bad YAML, unknown state, ...).
 - :class:`UnexpectedEventError` — a runtime fed an event that cannot happen now.
 - :class:`HookError` — an application hook raised or returned something unusable.
+- :class:`CallControlError` — a pull or call-back failed in a way the dialplan has no
+  branch for.
 """
 
 from __future__ import annotations
@@ -53,3 +55,7 @@ class UnexpectedEventError(IvrError):
 
 class HookError(IvrError):
     """An application hook raised, or returned a result the dialplan has no branch for."""
+
+
+class CallControlError(IvrError):
+    """A pull or dial ended with a result the dialplan has no branch for."""

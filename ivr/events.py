@@ -8,6 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DTMF_KEYS = frozenset("0123456789*#ABCD")
+#: how a PullCall or Dial ended (see :class:`CallControlResult`)
+CALL_CONTROL_RESULTS = (
+    "connected",
+    "failed",
+    "busy",
+    "not_found",
+    "unavailable",
+    "no_answer",
+    "blocked",
+)
 
 
 def check_key(key: str) -> None:
@@ -89,3 +99,18 @@ class CallHungUp(Event):
 
     def __post_init__(self) -> None:
         check_name("reason", self.reason)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallControlResult(Event):
+    """How the ``PullCall`` or ``Dial`` the dialogue asked for ended: ``connected`` (the
+    caller now talks to the other party; the dialogue ends), or why not: ``failed``,
+    ``busy``, ``not_found``, ``unavailable``, ``no_answer`` or ``blocked``."""
+
+    result: str
+
+    def __post_init__(self) -> None:
+        if self.result not in CALL_CONTROL_RESULTS:
+            raise ValueError(
+                f"result must be one of {', '.join(CALL_CONTROL_RESULTS)}, got {self.result!r}"
+            )

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivr.callcontrol import Connect
 from ivr.commands import (
     ENDING_COMMANDS,
     CancelTimer,
@@ -39,6 +41,7 @@ from ivr.dialogue import Dialogue, Engine
 from ivr.errors import IvrError
 from ivr.events import (
     DTMF_KEYS,
+    CallControlResult,
     CallHungUp,
     CallStarted,
     DigitReceived,
@@ -49,6 +52,8 @@ from ivr.events import (
 from ivr.prompts.durations import PromptDurations
 from ivr.secret import MASK
 from ivr.session import Session
+
+log = logging.getLogger("ivr.sim")
 
 KEY_GAP = 0.1
 #: when simulated calls start unless told otherwise: Monday 2026-01-05 09:00 in Berlin
@@ -194,7 +199,7 @@ class Simulator:
         key_gap: float = KEY_GAP,
         max_seconds: float = MAX_CALL_SECONDS,
         record_states: bool = True,
-        effects: Callable[[Command, Session], None] | None = None,
+        effects: Callable[[Command, Session], Connect] | None = None,
     ) -> None:
         self.engine = engine
         #: what carrying out a dialogue-ending command does to the simulated world
@@ -345,6 +350,7 @@ class _Run:
 
     def _pull(self, command: PullCall) -> None:
         self.line("pull", call=command.call)
+        self._connect(command)
 
     def _dial(self, command: Dial) -> None:
         self.line(
@@ -353,6 +359,27 @@ class _Run:
             caller_id=command.caller_id,
             display_name=command.display_name,
         )
+        self._connect(command)
+
+    def _connect(self, command: PullCall | Dial) -> None:
+        """Ask the simulated world (the effects) how the pull or dial ends, and report
+        it to the dialogue right after the current event."""
+        result = "connected"
+        if self.sim.effects is not None:
+            try:
+                answer = self.sim.effects(command, self.dialogue.session)
+            except Exception as exc:  # a failing call control is a failed connect
+                log.warning("call control failed: %s: %s", type(exc).__name__, exc)
+                answer = "failed"
+            if isinstance(answer, str):
+                result = answer
+
+        def report() -> None:
+            self._tick()
+            self.line("call_control", result=result)
+            self.send(CallControlResult(result=result))
+
+        self.clock.call_at(self.clock.now, report)
 
     def _transfer(self, command: Transfer) -> None:
         self.line("transfer", target=command.target)

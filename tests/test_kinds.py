@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ivr import (
+    CallControlResult,
     CallHungUp,
     CallStarted,
     CancelTimer,
@@ -416,6 +417,7 @@ def test_templates_fill_from_variables_and_missing_ones_fail(
 ) -> None:
     call = make_call("  start: {kind: pull, call: 'c-{caller}'}\n")
     assert start(call) == [PullCall(call="c-+4930123")]
+    call.handle(CallControlResult(result="connected"))
     assert call.outcome == "pulled"
     call = make_call("  start: {kind: dial, number: '{nope}'}\n")
     with caplog.at_level(logging.ERROR, logger="ivr.dialogue"):

@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ivr.hooks import Hooks
+from ivr.portal.callcontrol import CallControlUnavailable
 from ivr.portal.numbers import to_e164
 from ivr.portal.pin import verify_pin as pin_matches
 from ivr.portal.services import PortalServices
@@ -110,11 +111,16 @@ def verify_pin(session: Session) -> str:
 
 @hooks.register("portal.find_calls")
 def find_calls(session: Session) -> str:
-    """The employee's running calls: ``none``, ``one`` or ``several``.
+    """The employee's running calls: ``none``, ``one``, ``several``, or ``unavailable``
+    when the PBX does not answer.
 
     Sets ``calls`` (how many) and ``pull_call`` (the most recent one's id)."""
     services = _services(session)
-    calls = services.call_control.active_calls(str(session.vars["employee"]))
+    try:
+        calls = services.call_control.active_calls(str(session.vars["employee"]))
+    except CallControlUnavailable as exc:
+        log.error("call %s: running calls unknown: %s", session.call_id, exc)
+        return "unavailable"
     session.vars["calls"] = len(calls)
     if not calls:
         return "none"

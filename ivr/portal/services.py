@@ -8,6 +8,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
+from ivr.callcontrol import Connect
 from ivr.commands import Command, Dial, PullCall
 from ivr.dialogue import Engine
 from ivr.dialplan.loader import load_dialplan
@@ -17,6 +18,7 @@ from ivr.portal.callcontrol import CallControl, SimulatedPbx
 from ivr.portal.config import LoadedPortal, PortalConfig, load_portal
 from ivr.portal.directory import Directory, YamlDirectory
 from ivr.portal.lockout import LockoutStore, MemoryLockoutStore, SqliteLockoutStore
+from ivr.portal.numbers import to_e164
 from ivr.portal.pin import PRODUCTION_HASHER
 from ivr.session import Session
 
@@ -37,17 +39,37 @@ class PortalServices:
     blocking: BlockingProfile = field(default_factory=BlockingProfile)
     hasher: PasswordHasher = PRODUCTION_HASHER
 
-    def apply(self, command: Command, session: Session) -> None:
-        """Carry out a pull or dial through call control (runtimes call this)."""
+    def apply(self, command: Command, session: Session) -> Connect:
+        """Carry out a pull or dial through call control (runtimes call this; see
+        :mod:`ivr.callcontrol` for what the answer means).
+
+        Both forward a call — a pull the remote party's call to the caller's number, a
+        call-back the caller's call to the dialled number — so the blocking profile's
+        ``forwarded`` rules apply to that number first (``blocked``)."""
         if isinstance(command, PullCall):
-            self.call_control.pull(command.call, to=session.caller)
-        elif isinstance(command, Dial):
-            self.call_control.dial(
+            if self.forwarding_blocked(session.caller):
+                log.info("call %s: pull to the caller's number blocked", session.call_id)
+                return "blocked"
+            return self.call_control.pull(command.call, to=session.caller)
+        if isinstance(command, Dial):
+            if self.forwarding_blocked(command.number):
+                log.info("call %s: call-back blocked (forwarded)", session.call_id)
+                return "blocked"
+            return self.call_control.dial(
                 command.number,
                 for_caller=session.caller,
                 caller_id=command.caller_id,
                 display_name=command.display_name,
             )
+        return None
+
+    def forwarding_blocked(self, number: str) -> bool:
+        """Whether the ``forwarded`` rules block a call forwarded to ``number`` (an
+        external number; internal extensions are never blocked)."""
+        if not number.startswith(("0", "+")):
+            return False
+        e164 = to_e164(number, self.config.region)
+        return e164 is not None and self.blocking.blocks("forwarded", e164, self.config.region)
 
 
 def default_store_path(loaded: LoadedPortal) -> Path:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.audio.library import AudioError, PromptAudio
-from ivr.commands import ENDING_COMMANDS, Command, Hangup, PlayPrompt
+from ivr.callcontrol import Connect
+from ivr.commands import CONNECTING_COMMANDS, ENDING_COMMANDS, Command, Hangup, PlayPrompt
 from ivr.dialogue import Dialogue, Engine
 from ivr.errors import UnexpectedEventError
 from ivr.events import CallStarted, Event
@@ -41,6 +42,8 @@ class Outcome:
     ended: bool
     outcome: str | None
     variables: Mapping[str, Any] = field(default_factory=dict)  # session vars at the end
+    #: call control's answer to a PullCall or Dial among the commands (see ivr.callcontrol)
+    connect: Connect = None
 
 
 Deliver = Callable[[str, Outcome], None]
@@ -106,22 +109,36 @@ class DialogueDriver:
             if isinstance(c, PlayPrompt)
         }
         variables: dict[str, Any] = {}
+        connect: Connect = None
+        if commands and isinstance(commands[-1], CONNECTING_COMMANDS):
+            connect = self._apply(commands[-1], dialogue, failed="failed")
+            variables = self._variables(dialogue)
         if dialogue.ended:
             del self._dialogues[key]
-            variables = {k: v for k, v in dialogue.vars.items() if isinstance(v, str | int)}
-            variables.setdefault("caller", dialogue.session.caller)
-            self._apply(commands, dialogue)
-        return Outcome(commands, audio, dialogue.ended, dialogue.outcome, variables)
+            variables = self._variables(dialogue)
+            if commands and isinstance(commands[-1], ENDING_COMMANDS):
+                self._apply(commands[-1], dialogue, failed=None)
+        return Outcome(commands, audio, dialogue.ended, dialogue.outcome, variables, connect)
 
-    def _apply(self, commands: list[Command], dialogue: Dialogue) -> None:
-        """Tell the context (call control) about the ending command, as the simulator does."""
+    @staticmethod
+    def _variables(dialogue: Dialogue) -> dict[str, Any]:
+        variables = {k: v for k, v in dialogue.vars.items() if isinstance(v, str | int)}
+        variables.setdefault("caller", dialogue.session.caller)
+        return variables
+
+    def _apply(self, command: Command, dialogue: Dialogue, failed: Connect) -> Connect:
+        """Tell the context (call control) about ``command``, as the simulator does;
+        its answer (``failed`` when it raises). Runs here, on the dialogue thread:
+        call control may block (an RPC to the PBX), the media loop never does."""
         apply = getattr(self.engine.context, "apply", None)
-        if apply is None or not commands or not isinstance(commands[-1], ENDING_COMMANDS):
-            return
+        if apply is None:
+            return None
         try:
-            apply(commands[-1], dialogue.session)
+            answer: Connect = apply(command, dialogue.session)
         except Exception:
             log.exception("call %s: call control failed", dialogue.session.call_id)
+            return failed
+        return answer
 
     def _chunks(self, prompt: str, params: Mapping[str, Any]) -> Chunks:
         if self.audio is None:

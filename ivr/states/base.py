@@ -161,7 +161,10 @@ class Call(Protocol):
         """Queue a command for the runtime."""
 
     def end(self, command: Command) -> None:
-        """Emit a dialogue-ending command (hang-up, transfer, pull, dial)."""
+        """Emit a dialogue-ending command (hang-up, transfer)."""
+
+    def conclude(self, outcome: str) -> None:
+        """End the dialogue without a command: the runtime connected the caller."""
 
     def fail(self, error: Exception) -> None:
         """The dialogue cannot go on: apologise and hang up (logs ``error``)."""
@@ -218,6 +221,9 @@ class State(BaseModel):
 
     def timer(self, call: Call) -> None:
         """The state's timer ran out."""
+
+    def call_control(self, call: Call, result: str) -> None:
+        """The runtime reports how a pull or dial ended (``CallControlResult``)."""
 
 
 def prompt_paths(

@@ -21,7 +21,7 @@ from ivr import (
     UnexpectedEventError,
 )
 from ivr.dialogue import Dialogue
-from ivr.events import Event
+from ivr.events import CallControlResult, Event
 from tests.states.conftest import MakeCall, finish, hooks_of, play, press, start
 
 
@@ -95,7 +95,9 @@ def test_pull_fills_the_call_id(make_call: MakeCall) -> None:
         hooks=setting(pull_call="abc-123"),
     )
     assert start(call) == [PullCall(call="abc-123")]
-    assert call.outcome == "pulled"
+    assert not call.ended  # waiting for the runtime's result
+    assert call.handle(CallControlResult(result="connected")) == []
+    assert call.ended and call.outcome == "pulled"
 
 
 def test_dial_fills_number_caller_id_and_display_name(make_call: MakeCall) -> None:
@@ -109,6 +111,7 @@ def test_dial_fills_number_caller_id_and_display_name(make_call: MakeCall) -> No
     assert start(call, caller="+491") == [
         Dial(number="030123", caller_id="4100", display_name="Portal +491")
     ]
+    assert call.handle(CallControlResult(result="connected")) == []
     assert call.outcome == "dialed"
 
 
