@@ -31,7 +31,7 @@ class Replaces:
     call_id: str
     to_tag: str  # the remote party's own tag
     from_tag: str  # the desk device's tag
-    remote: str = ""  # the remote party's address-of-record (the To of our INVITE)
+    remote: str = ""  # the remote party's URI as the dialog knows it (the To of our INVITE)
 
     def header(self) -> str:
         """The ``Replaces`` header value."""

@@ -117,6 +117,14 @@ def decode(payload: bytes, codec: Codec) -> bytes:
     return payload
 
 
+def law_table(source: Codec, target: Codec) -> bytes | None:
+    """A 256-byte ``bytes.translate`` table from one G.711 law to the other (through
+    16-bit linear, as a transcoder does); None when nothing changes."""
+    if source == target:
+        return None
+    return bytes(encode(decode(bytes([b]), source), target)[0] for b in range(256))
+
+
 def wav_bytes(pcm16: bytes, codec: Codec = "pcm", rate: int = RATE) -> bytes:
     """A complete mono WAV file: 16-bit PCM, or G.711 (format tag 7 µ-law, 6 A-law)."""
     if codec == "pcm":

@@ -147,10 +147,10 @@ class DialogueDriver:
             cache_key = (prompt, tuple(sorted(params.items())))
             hash(cache_key)
         except TypeError:
-            return _cut(self._pcm(prompt, params))
+            return cut_packets(self._pcm(prompt, params))
         chunks = self._prompts.get(cache_key)
         if chunks is None:
-            chunks = self._prompts[cache_key] = _cut(self._pcm(prompt, params))
+            chunks = self._prompts[cache_key] = cut_packets(self._pcm(prompt, params))
             if len(self._prompts) > PROMPT_CACHE:
                 self._prompts.popitem(last=False)
         return chunks
@@ -164,6 +164,7 @@ class DialogueDriver:
             return b""
 
 
-def _cut(pcm: bytes) -> Chunks:
+def cut_packets(pcm: bytes) -> Chunks:
+    """PCM cut into 20 ms packets (the last one padded with silence)."""
     size = PCM_BYTES_PER_PACKET
     return tuple(pcm[i : i + size].ljust(size, b"\0") for i in range(0, len(pcm), size))

@@ -78,7 +78,7 @@ class RtpSession:
         self,
         sock: socket.socket,
         offer: Offer,
-        on_key: Callable[[str, str], None],
+        on_key: Callable[[str, str], None] | None = None,
         *,
         inband: bool | None = None,
     ) -> None:
@@ -91,7 +91,9 @@ class RtpSession:
         self.events = TelephoneEventReceiver()
         self.on_key = on_key
         use_inband = offer.dtmf_pt is None if inband is None else inband
-        self.detector = DtmfDetector() if use_inband else None
+        self.detector = DtmfDetector() if use_inband and on_key is not None else None
+        #: set while bridged: every datagram goes to it (see ivr.sip.bridge)
+        self.relay: Callable[[bytes], None] | None = None
         self.last_received = time.monotonic()
         self.sent = 0
         self.received = 0
@@ -125,6 +127,11 @@ class RtpSession:
             self.datagram(data)
 
     def datagram(self, data: bytes) -> None:
+        if self.relay is not None:
+            self.received += 1
+            self.last_received = time.monotonic()
+            self.relay(data)
+            return
         packet = RtpPacket.parse(data)
         if packet is None:
             self.ignored += 1
@@ -133,6 +140,8 @@ class RtpSession:
             return
         self.received += 1
         self.last_received = time.monotonic()
+        if self.on_key is None:
+            return
         if packet.payload_type == self.offer.dtmf_pt:
             key = self.events.packet(
                 ssrc=packet.ssrc, timestamp=packet.timestamp, payload=packet.payload

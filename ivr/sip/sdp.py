@@ -14,6 +14,8 @@ from typing import Any
 STATIC_CODECS = {"0": "pcmu", "8": "pcma"}
 CODEC_NAMES = {"pcmu": "PCMU", "pcma": "PCMA"}
 CODEC_PT = {"pcmu": 0, "pcma": 8}
+#: the telephone-event payload type of our offers
+DTMF_PT = 101
 
 
 class SdpError(ValueError):
@@ -66,19 +68,41 @@ def read_offer(sdp: dict[str, Any], prefer: tuple[str, ...] = ("pcma", "pcmu")) 
 
 def answer(offer: Offer, address: str, port: int, session_id: int | None = None) -> bytes:
     """Our answer: one codec, telephone-event if offered."""
+    return _sdp(address, port, (offer.codec,), offer.dtmf_pt, session_id)
+
+
+def make_offer(
+    address: str,
+    port: int,
+    codecs: tuple[str, ...],
+    dtmf_pt: int | None = DTMF_PT,
+    session_id: int | None = None,
+) -> bytes:
+    """Our offer on a leg we place: ``codecs`` in order of preference, telephone-event."""
+    return _sdp(address, port, codecs, dtmf_pt, session_id)
+
+
+def _sdp(
+    address: str,
+    port: int,
+    codecs: tuple[str, ...],
+    dtmf_pt: int | None,
+    session_id: int | None,
+) -> bytes:
     sid = session_id if session_id is not None else secrets.randbelow(2**31)
-    pt = CODEC_PT[offer.codec]
-    formats = f"{pt}" + (f" {offer.dtmf_pt}" if offer.dtmf_pt is not None else "")
+    formats = [str(CODEC_PT[codec]) for codec in codecs]
+    if dtmf_pt is not None:
+        formats.append(str(dtmf_pt))
     lines = [
         "v=0",
         f"o=ivr {sid} {sid} IN IP4 {address}",
         "s=ivr",
         f"c=IN IP4 {address}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {formats}",
-        f"a=rtpmap:{pt} {CODEC_NAMES[offer.codec]}/8000",
+        f"m=audio {port} RTP/AVP {' '.join(formats)}",
     ]
-    if offer.dtmf_pt is not None:
-        lines += [f"a=rtpmap:{offer.dtmf_pt} telephone-event/8000", f"a=fmtp:{offer.dtmf_pt} 0-15"]
+    lines += [f"a=rtpmap:{CODEC_PT[codec]} {CODEC_NAMES[codec]}/8000" for codec in codecs]
+    if dtmf_pt is not None:
+        lines += [f"a=rtpmap:{dtmf_pt} telephone-event/8000", f"a=fmtp:{dtmf_pt} 0-15"]
     lines += ["a=ptime:20", "a=sendrecv"]
     return ("\r\n".join(lines) + "\r\n").encode("ascii")

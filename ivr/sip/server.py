@@ -1,18 +1,23 @@
-"""The SIP runtime: answers calls, runs their dialogues, turns commands into SIP and RTP.
+"""The SIP runtime: answers calls, runs their dialogues, turns commands into SIP and RTP,
+and connects callers to other parties as a back-to-back user agent (B2BUA).
 
-Threads: one I/O loop (:mod:`ivr.sip.loop`: SIP socket, every call's RTP socket, timers,
-the media pacer) and one dialogue thread (:mod:`ivr.sip.driver`). pyVoIP parses the
-messages and builds the REGISTERs; the transaction and dialog layer is this module
-(pyVoIP's ``VoIPPhone``/``VoIPCall`` answered after a fixed 1 s, restarted RTP on
-retransmitted INVITEs, sent no 487, answered BYE for unknown calls with 200, never
-retransmitted its 200 or BYE, and dropped REFER/INFO/OPTIONS: bugs 2, 4, 8, 11, 12).
+Threads: one I/O loop (:mod:`ivr.sip.loop`: the SIP socket, every RTP socket, timers,
+the media pacer, the bridges) and one dialogue thread (:mod:`ivr.sip.driver`). The SIP
+protocol is the sans-I/O :class:`~ivr.sip.agent.UserAgent`; this module is the glue:
+it moves datagrams, fires the agent's timers, and acts on what happens to legs.
 
 Per call: INVITE -> 100 Trying -> the dialogue's first commands decide: a hang-up
-without a prompt is answered 403 (refused before answering), anything else 200 OK
-(retransmitted until ACK). Hang-up -> BYE; transfer and pull -> REFER to the
-configured target, then BYE; dial -> the context's call control, then REFER to the
-dial target. BYE/CANCEL from the caller, no RTP for ``rtp_timeout`` seconds, or a
-missing ACK end the call and its dialogue; its RTP port is released at once.
+without a prompt is answered 403 (refused before answering), anything else 200 OK.
+``Hangup`` -> BYE; ``Transfer`` -> REFER, then BYE. ``PullCall`` with the running
+call's dialog (call control gave a :class:`~ivr.callcontrol.Replaces`) -> an INVITE
+with ``Replaces`` to the remote party through the proxy; ``Dial`` -> an INVITE to the
+number with the portal's identity (From and P-Asserted-Identity), the caller hearing
+ringback or the callee's early media. When the new leg answers, the two legs are
+bridged (:mod:`ivr.sip.bridge`) and the dialogue ends (``connected``); when it fails,
+the dialogue hears why (``CallControlResult``) and goes on. A ``PullCall`` without
+dialog data (the simulated PBX) falls back to a REFER to ``pull_target``. A BYE on
+either bridged leg ends the other; BYE/CANCEL from the caller, no RTP for
+``rtp_timeout`` seconds, or a missing ACK end the call and its dialogue.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.audio.library import PromptAudio
+from ivr.audio.tones import ringback
+from ivr.callcontrol import Replaces
 from ivr.commands import (
     CancelTimer,
     Command,
@@ -38,30 +45,55 @@ from ivr.commands import (
     Transfer,
 )
 from ivr.dialogue import Engine
-from ivr.events import CallHungUp, CallStarted, DigitReceived, PromptFinished, TimerFired
+from ivr.events import (
+    CallControlResult,
+    CallHungUp,
+    CallStarted,
+    DigitReceived,
+    PromptFinished,
+    TimerFired,
+)
 from ivr.sip.agent import UserAgent
-from ivr.sip.driver import Chunks, DialogueDriver, Outcome
+from ivr.sip.bridge import Relay, bridge
+from ivr.sip.driver import Chunks, DialogueDriver, Outcome, cut_packets
 from ivr.sip.dtmf import info_key
 from ivr.sip.legs import (
     IncomingCall,
     InfoReceived,
     Leg,
+    LegAnswered,
     LegEnded,
     LegEvent,
     LegFailed,
+    LegProgress,
     OfferReceived,
     ReferAnswered,
 )
 from ivr.sip.loop import EventLoop
 from ivr.sip.media import PortPool, PortsExhausted, RtpSession
+from ivr.sip.message import Message
 from ivr.sip.pacer import Pacer
 from ivr.sip.registration import Registration
-from ivr.sip.sdp import SdpError, answer, read_offer
+from ivr.sip.sdp import CODEC_PT, SdpError, answer, make_offer, read_offer
 from ivr.sip.timers import TimerHandle
 
 log = logging.getLogger("ivr.sip")
 
 SWEEP_SECONDS = 1.0
+#: the playback number of the ringback tone (dialogue playbacks count from 1)
+RINGBACK = -1
+#: final responses to a call-back, by what the caller is told
+DIAL_RESULTS = {
+    486: "busy",
+    600: "busy",
+    404: "not_found",
+    484: "not_found",
+    604: "not_found",
+    408: "unavailable",
+    410: "not_found",
+    480: "unavailable",
+    503: "unavailable",
+}
 
 
 @dataclass(slots=True)
@@ -77,7 +109,12 @@ class ServeConfig:
     #: REFER targets (``{...}`` filled from the command, session variables, ``registrar``)
     pull_target: str = "sip:*11@{registrar}"
     transfer_target: str = "sip:{target}@{registrar}"
+    #: where call-backs go (through the proxy)
     dial_target: str = "sip:{number}@{registrar}"
+    #: the domain of the portal's own URIs on legs it places (default: the registrar's host)
+    domain: str = ""
+    #: seconds the remote party has to answer a pull (INVITE with Replaces)
+    connect_timeout: float = 10.0
     #: end a call after this many seconds without any RTP from the caller (0: never)
     rtp_timeout: float = 60.0
     keepalive: float = 30.0
@@ -98,6 +135,11 @@ class Stats:
     packets_sent: int = 0
     bad_datagrams: int = 0
     refers: int = 0
+    #: legs placed for pulls and call-backs, and how many were bridged
+    pulls: int = 0
+    dials: int = 0
+    bridged: int = 0
+    relayed: int = 0
 
     def end(self, why: str) -> None:
         self.ended[why] = self.ended.get(why, 0) + 1
@@ -105,14 +147,23 @@ class Stats:
 
 @dataclass(slots=True, eq=False)
 class Call:
-    """One incoming call (the loop thread's view)."""
+    """One incoming call and, while it is connected to someone, the leg placed for it
+    (the loop thread's view)."""
 
     key: str
     leg: Leg
     rtp: RtpSession
-    state: str = "starting"  # starting -> answered -> ending -> gone
+    #: starting -> answered (dialogue) -> connecting -> bridged; referring; ending -> gone
+    state: str = "starting"
     timers: dict[str, TimerHandle] = field(default_factory=dict)
     playing: int | None = None
+    #: a pull or call-back: its kind, the leg we placed, that leg's media
+    connecting: str = ""
+    peer: Leg | None = None
+    peer_sock: socket.socket | None = None
+    peer_rtp: RtpSession | None = None
+    give_up: TimerHandle | None = None
+    relays: tuple[Relay, ...] = ()
 
 
 class SipServer:
@@ -132,6 +183,7 @@ class SipServer:
         self.sock.bind((config.bind, config.port))
         self.sock.setblocking(False)
         self.address: tuple[str, int] = self.sock.getsockname()
+        self.domain = config.domain or config.registrar[0]
         self.agent = UserAgent(self.address[0], self.address[1], config.user)
         self.registration = Registration(
             self.agent,
@@ -140,6 +192,7 @@ class SipServer:
             password=config.password,
             keepalive=config.keepalive,
         )
+        self.ringback = cut_packets(ringback())
         self.loop.add_reader(self.sock, self._readable)
         self.loop.before_wait = self._before_wait
         self._thread: threading.Thread | None = None
@@ -160,7 +213,6 @@ class SipServer:
         def shutdown() -> None:
             for call in list(self.calls.values()):
                 self._hang_up(call, "shutdown")
-                self._forget(call)
             self._agent_call(self.registration.stop)
             self.loop.stop()
 
@@ -261,18 +313,64 @@ class SipServer:
 
     def _leg_ended(self, event: LegEnded) -> None:
         call = self._call_of(event.leg)
-        if call is not None:
+        if call is None:
+            return
+        if event.leg is call.peer:
+            log.info("call %s: the other party hung up", call.key)
+            self._hang_up(call, "remote")
+        else:
             self._caller_left(call, "caller" if event.reason == "bye" else event.reason)
 
     def _leg_failed(self, event: LegFailed) -> None:
         call = self._call_of(event.leg)
-        if call is not None:
+        if call is None:
+            return
+        if event.leg is call.peer:
+            self._connect_failed(call, event.status)
+        else:
             self._caller_left(call, "no-ack")
+
+    def _progress(self, event: LegProgress) -> None:
+        call = self._call_of(event.leg)
+        if call is None or event.leg is not call.peer or call.connecting != "dial":
+            return
+        if event.response.body and call.peer_rtp is None and self._peer_media(call, event.response):
+            assert call.peer_rtp is not None
+            log.info("call %s: early media from the called party", call.key)
+            self._stop_playing(call)  # their ringback or announcement instead of ours
+            call.peer_rtp.relay = Relay(call.peer_rtp, call.rtp)
+
+    def _answered(self, event: LegAnswered) -> None:
+        call = self._call_of(event.leg)
+        if call is None or event.leg is not call.peer:
+            return
+        now = time.monotonic()
+        if call.peer_rtp is None and not self._peer_media(call, event.response):
+            self.agent.hang_up(event.leg, now)
+            self._connect_failed(call, 488)
+            return
+        assert call.peer_rtp is not None
+        self._cancel_give_up(call)
+        self._stop_playing(call)
+        self.pacer.remove(call.key)
+        call.relays = bridge(call.rtp, call.peer_rtp)
+        call.state = "bridged"
+        call.peer_rtp.last_received = call.rtp.last_received = now
+        self.stats.bridged += 1
+        self.stats.end("pulled" if call.connecting == "pull" else "dialed")
+        log.info(
+            "call %s: %s connected (%s <-> %s)",
+            call.key,
+            call.connecting,
+            call.rtp.codec,
+            call.peer_rtp.codec,
+        )
+        self.driver.submit(call.key, CallControlResult(result="connected"))
 
     def _info(self, event: InfoReceived) -> None:
         call = self._call_of(event.leg)
         key = info_key(event.content_type, event.body)
-        if call is not None and key is not None:
+        if call is not None and key is not None and event.leg is call.leg:
             self._key(call.key, key, "info")
 
     def _offer(self, event: OfferReceived) -> None:
@@ -284,12 +382,22 @@ class SipServer:
         except (SdpError, KeyError, ValueError, TypeError) as exc:
             log.warning("call %s: re-INVITE offer ignored: %s", call.key, exc)
             return
-        call.rtp.remote = (offer.address, offer.port)
+        rtp = call.rtp if event.leg is call.leg else call.peer_rtp
+        if rtp is not None:
+            rtp.remote = (offer.address, offer.port)
 
     def _refer_answered(self, event: ReferAnswered) -> None:
         call = self._call_of(event.leg)
-        if event.status >= 300:
+        ok = 200 <= event.status < 300
+        if not ok:
             log.warning("call %s: REFER refused (%d)", event.leg.call_id, event.status)
+        if call is not None and call.state == "referring" and not ok:
+            call.state = "answered"  # a pull by REFER failed: back to the dialogue
+            self.driver.submit(call.key, CallControlResult(result="failed"))
+            return
+        if call is not None and call.state == "referring":
+            self.driver.submit(call.key, CallControlResult(result="connected"))
+            self._end(call, "pullcall")
         self.agent.hang_up(event.leg, time.monotonic())
         if call is not None:
             self._forget(call)
@@ -305,7 +413,7 @@ class SipServer:
 
     def _execute(self, key: str, outcome: Outcome) -> None:
         call = self.calls.get(key)
-        if call is None or call.state in ("ending", "gone"):
+        if call is None or call.state not in ("starting", "answered"):
             return
         if call.state == "starting":
             if outcome.ended and not any(isinstance(c, PlayPrompt) for c in outcome.commands):
@@ -334,8 +442,7 @@ class SipServer:
             self._play(call, command.playback, outcome.audio.get(command.playback, ()))
         elif isinstance(command, StopPrompt):
             if call.playing == command.playback:
-                self.pacer.stop(call.key)
-                call.playing = None
+                self._stop_playing(call)
         elif isinstance(command, StartTimer):
             name = command.timer
             call.timers[name] = self.loop.call_later(
@@ -347,12 +454,143 @@ class SipServer:
                 timer.cancel()
         elif isinstance(command, Hangup):
             self._end(call, command.reason)
-            self.agent.hang_up(call.leg, time.monotonic())
             self._forget(call)
-        elif isinstance(command, Transfer | PullCall | Dial):
-            self._end(call, type(command).__name__.lower())
+        elif isinstance(command, Transfer):
+            self._end(call, "transfer")
+            self._refer(call, self._target(command, outcome.variables))
+        elif isinstance(command, PullCall | Dial):
+            self._connect(call, command, outcome)
+
+    # --- pull and call-back ----------------------------------------------------------
+    def _connect(self, call: Call, command: PullCall | Dial, outcome: Outcome) -> None:
+        decided = outcome.connect
+        if isinstance(decided, str) and decided != "connected":
+            self.driver.submit(call.key, CallControlResult(result=decided))
+        elif isinstance(command, Dial):
+            self._call_back(call, command, outcome.variables)
+        elif isinstance(decided, Replaces):
+            self._pull(call, decided)
+        else:  # no dialog to replace (simulated PBX): ask the PBX by REFER
+            call.state = "referring"
             self._refer(call, self._target(command, outcome.variables))
 
+    def _pull(self, call: Call, replaces: Replaces) -> None:
+        """INVITE the desk call's remote party with Replaces: it leaves the desk phone
+        (BYE) and talks to us; we bridge it to the caller."""
+        self.stats.pulls += 1
+        log.info("call %s: pulling a running call (INVITE with Replaces)", call.key)
+        self._place(
+            call,
+            "pull",
+            replaces.target,
+            to=f"<{replaces.remote or replaces.target}>",
+            from_=f"<sip:{self.config.user}@{self.domain}>",
+            headers=[("Replaces", replaces.header()), ("Require", "replaces")],
+            timeout=self.config.connect_timeout,
+        )
+
+    def _call_back(self, call: Call, command: Dial, variables: Mapping[str, Any]) -> None:
+        """INVITE the number with the portal's identity; ringback until it answers."""
+        self.stats.dials += 1
+        uri = self._target(command, variables)
+        number = command.caller_id or self.config.user
+        name = command.display_name.replace("\\", "").replace('"', "")
+        identity = f"<sip:{number}@{self.domain}>"
+        if name:
+            identity = f'"{name}" {identity}'
+
+        log.info("call %s: calling back (INVITE with the portal's identity)", call.key)
+        self._place(
+            call,
+            "dial",
+            uri,
+            to=f"<{uri}>",
+            from_=identity,
+            headers=[("P-Asserted-Identity", identity), ("Privacy", "none")],
+            timeout=command.timeout,
+        )
+        if call.state == "connecting":
+            self._play(call, RINGBACK, self.ringback)
+
+    def _place(
+        self,
+        call: Call,
+        kind: str,
+        uri: str,
+        *,
+        to: str,
+        from_: str,
+        headers: list[tuple[str, str]],
+        timeout: float,
+    ) -> None:
+        try:
+            sock = self.ports.open(self.config.bind)
+        except PortsExhausted:
+            log.error("call %s: no free RTP port for the %s", call.key, kind)
+            self.driver.submit(call.key, CallControlResult(result="failed"))
+            return
+        other = "pcmu" if call.rtp.codec == "pcma" else "pcma"
+        sdp = make_offer(self.config.bind, sock.getsockname()[1], (call.rtp.codec, other))
+        call.connecting, call.peer_sock, call.state = kind, sock, "connecting"
+        call.peer = self.agent.invite(
+            uri,
+            self.config.registrar,
+            time.monotonic(),
+            from_=from_,
+            to=to,
+            sdp=sdp,
+            headers=headers,
+            owner=call,
+        )
+        call.give_up = self.loop.call_later(timeout, lambda: self._give_up(call))
+
+    def _peer_media(self, call: Call, response: Message) -> bool:
+        """The placed leg's SDP answer: its RTP session, read by the loop."""
+        assert call.peer_sock is not None
+        try:
+            offer = read_offer(response.sdp)
+        except (SdpError, KeyError, ValueError, TypeError) as exc:
+            log.warning("call %s: unusable answer from the other party: %s", call.key, exc)
+            return False
+        if offer.codec not in CODEC_PT:
+            return False
+        call.peer_rtp = RtpSession(call.peer_sock, offer)
+        self.loop.add_reader(call.peer_sock, call.peer_rtp.readable)
+        return True
+
+    def _give_up(self, call: Call) -> None:
+        """The placed leg did not answer in time: cancel it, tell the dialogue."""
+        call.give_up = None
+        if call.state != "connecting" or call.peer is None:
+            return
+        log.info("call %s: no answer to the %s; giving up", call.key, call.connecting)
+        peer, peer.owner = call.peer, None  # its late events no longer concern the call
+        self.agent.hang_up(peer, time.monotonic())
+        self._connect_failed(call, 0)
+        self._flush()
+
+    def _connect_failed(self, call: Call, status: int) -> None:
+        """The placed leg will not come: back to the dialogue with the reason."""
+        if call.state != "connecting":
+            return
+        kind = call.connecting
+        if kind == "dial":
+            result = DIAL_RESULTS.get(status, "no_answer" if status == 0 else "failed")
+        else:
+            result = "failed"
+        log.info("call %s: %s failed (%s)", call.key, kind, status or "timeout")
+        self._cancel_give_up(call)
+        self._stop_playing(call)
+        self._close_peer(call)
+        call.state = "answered"
+        self.driver.submit(call.key, CallControlResult(result=result))
+
+    def _cancel_give_up(self, call: Call) -> None:
+        if call.give_up is not None:
+            call.give_up.cancel()
+            call.give_up = None
+
+    # --- media of the dialogue -------------------------------------------------------
     def _target(self, command: Command, variables: Mapping[str, Any]) -> str:
         config = self.config
         values = {**variables, "registrar": "{}:{}".format(*config.registrar)}
@@ -384,6 +622,10 @@ class SipServer:
             time.monotonic(),
         )
 
+    def _stop_playing(self, call: Call) -> None:
+        self.pacer.stop(call.key)
+        call.playing = None
+
     def _pace(self, now: float) -> float | None:
         for _key, item in self.pacer.due(now):
             call: Call
@@ -394,7 +636,10 @@ class SipServer:
             call.rtp.send(chunk)
             if last and call.playing == playback:
                 call.playing = None
-                self.driver.submit(call.key, PromptFinished(playback=playback))
+                if playback == RINGBACK:
+                    self._play(call, RINGBACK, self.ringback)  # ring on until answered
+                else:
+                    self.driver.submit(call.key, PromptFinished(playback=playback))
         return self.pacer.next_wakeup()
 
     def _timer(self, call: Call, name: str) -> None:
@@ -418,20 +663,35 @@ class SipServer:
 
     def _caller_left(self, call: Call, why: str) -> None:
         """The caller (or the network) ended the call: tell the dialogue, forget it."""
-        self.driver.submit(call.key, CallHungUp(reason=why))
+        if call.state in ("starting", "answered", "connecting", "referring"):
+            self.driver.submit(call.key, CallHungUp(reason=why))
         self.stats.end(why)
         self._forget(call)
 
     def _hang_up(self, call: Call, why: str) -> None:
-        if call.state == "answered":
+        """End the call from our side (shutdown, silence, the other party left)."""
+        if call.state in ("answered", "connecting", "referring"):
             self.driver.submit(call.key, CallHungUp(reason=why))
-            self._end(call, why)
-            self._agent_call(lambda now: self.agent.hang_up(call.leg, now))
+        if call.state != "starting":
+            self.stats.end(why)
+        self._forget(call)
 
     def _refer(self, call: Call, target: str) -> None:
         self.stats.refers += 1
         log.info("call %s: REFER", call.key)
         self.agent.refer(call.leg, target, time.monotonic())
+
+    def _close_peer(self, call: Call) -> None:
+        """Forget the placed leg's media (and the leg: hung up if still there)."""
+        if call.peer is not None:
+            call.peer.owner = None
+            self.agent.hang_up(call.peer, time.monotonic())
+            call.peer = None
+        call.peer_rtp = None
+        if call.peer_sock is not None:
+            self.loop.remove_reader(call.peer_sock)
+            self.ports.close(call.peer_sock)
+            call.peer_sock = None
 
     def _stop_media(self, call: Call) -> None:
         self.pacer.remove(call.key)
@@ -439,28 +699,40 @@ class SipServer:
         for timer in call.timers.values():
             timer.cancel()
         call.timers.clear()
+        self._cancel_give_up(call)
+        for relay in call.relays:
+            self.stats.relayed += relay.relayed
+        call.relays = ()
         if call.rtp.sock.fileno() >= 0:
             self.stats.packets_sent += call.rtp.sent
             self.loop.remove_reader(call.rtp.sock)
             self.ports.close(call.rtp.sock)
 
     def _forget(self, call: Call, why: str = "") -> None:
+        """The one way a call ends: both legs hung up (if still up), every socket and
+        timer released, the call dropped."""
         if why:
             self.stats.end(why)
         self._stop_media(call)
+        self._close_peer(call)
+        self.agent.hang_up(call.leg, time.monotonic())  # BYE, or 480 if never answered
         call.state = "gone"
         self.calls.pop(call.key, None)
 
     def _sweep(self) -> None:
-        """Once a second: end calls whose caller vanished (no RTP, no BYE)."""
+        """Once a second: end calls whose caller (or bridged party) vanished: no RTP
+        and no BYE."""
         timeout = self.config.rtp_timeout
         if timeout > 0:
             now = time.monotonic()
             for call in list(self.calls.values()):
-                if call.state == "answered" and now - call.rtp.last_received > timeout:
+                if call.state not in ("answered", "bridged"):
+                    continue
+                sessions = [call.rtp] + ([call.peer_rtp] if call.peer_rtp is not None else [])
+                if any(now - rtp.last_received > timeout for rtp in sessions):
                     log.warning("call %s: no RTP for %.0f s; ending it", call.key, timeout)
                     self._hang_up(call, "no-rtp")
-                    self._forget(call)
+            self._flush()
         self.loop.call_later(SWEEP_SECONDS, self._sweep)
 
 
@@ -468,7 +740,11 @@ _EVENTS: dict[type[LegEvent], Callable[[SipServer, Any], None]] = {
     IncomingCall: SipServer._incoming,
     LegEnded: SipServer._leg_ended,
     LegFailed: SipServer._leg_failed,
+    LegProgress: SipServer._progress,
+    LegAnswered: SipServer._answered,
     InfoReceived: SipServer._info,
     OfferReceived: SipServer._offer,
     ReferAnswered: SipServer._refer_answered,
 }
+
+__all__ = ["Call", "ServeConfig", "SipServer", "Stats"]

@@ -38,7 +38,7 @@ def start_server(
     config = ServeConfig(
         registrar=registrar or ("127.0.0.1", 9),  # type: ignore[arg-type]
         port=0,
-        register=registrar is not None,
+        register=options.pop("register", registrar is not None),
         **options,  # type: ignore[arg-type]
     )
     server = SipServer(engine, config, audio)  # type: ignore[arg-type]

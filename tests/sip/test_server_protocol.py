@@ -307,27 +307,166 @@ def test_a_caller_without_telephone_event_is_heard_in_band(server: SipServer, pe
     assert wait_for(lambda: server.stats.keys == 5)
 
 
-# --- dial: the number becomes a REFER to the dial target -------------------------------
-def test_dialling_out_refers_the_caller_to_the_number(server: SipServer, peer: Peer) -> None:
-    ok = answer(server, peer, "c-dial")
-    tag = to_tag(ok)
-    for cseq, key in enumerate("4711#0301234567#", start=2):
-        peer.send(
-            in_dialog(peer, "INFO", "c-dial", tag, cseq, "Content-Type: application/dtmf\n", key),
+# --- dial: a call-back with the portal's identity, bridged both ways ---------------------
+def test_dialling_out_calls_back_with_the_portals_identity_and_bridges(
+    portal_dir, no_leaks, peer: Peer
+) -> None:
+    callee = Peer()  # the proxy and the called party in one
+    server = start_server(portal_dir, registrar=("127.0.0.1", callee.port), register=False)
+    caller_media, callee_media = media_socket(), media_socket()
+    try:
+        ok = answer(server, peer, "c-dial", rtp_port=caller_media.getsockname()[1])
+        keys_by_info(server, peer, "c-dial", to_tag(ok), "4711#0301234567#")
+        invite_out = callee.wait("INVITE sip:+49301234567@127.0.0.1:", timeout=15)
+        identity = '"Anywhere Portal Zentrale" <sip:4100@127.0.0.1>'
+        assert f"\r\nFrom: {identity};tag=" in invite_out
+        assert f"\r\nP-Asserted-Identity: {identity}\r\n" in invite_out
+        assert "\r\nPrivacy: none\r\n" in invite_out
+        assert "m=audio" in invite_out and " RTP/AVP 8 0 101" in invite_out  # caller's law first
+        callee.send(
+            reply(invite_out, "180 Ringing", tag="callee1", port=callee.port), server.address
+        )
+        assert rtp_payload_types(caller_media, 0.5) == {8}  # ringback, in the caller's law
+        sdp = sdp_body(callee_media.getsockname()[1], 0)  # the callee answers µ-law
+        callee.send(
+            reply(invite_out, "200 OK", tag="callee1", port=callee.port, body=sdp),
             server.address,
         )
+        ack = callee.wait(f"ACK sip:callee@127.0.0.1:{callee.port}")
+        assert "tag=callee1" in ack
+        portal_rtp = ("127.0.0.1", rtp_port_of(invite_out))
+        drain(caller_media)
+        alaw = bytes([0xD5]) * 160  # A-law near-silence, arrives as µ-law
+        for seq in range(5):
+            peer_rtp_send(caller_media, ("127.0.0.1", rtp_port_of(ok)), 8, seq, alaw)
+            peer_rtp_send(callee_media, portal_rtp, 0, seq, bytes([0xFF]) * 160)
+        got_callee = receive_rtp(callee_media, 5)
+        got_caller = receive_rtp(caller_media, 5)
+        assert {pt for pt, _ in got_callee} == {0}
+        assert got_callee[0][1] == audioop_convert(alaw, "alaw", "ulaw")
+        assert {pt for pt, _ in got_caller} == {8}  # µ-law from the callee, A-law to the caller
+        callee.send(bye_from(invite_out, tag="callee1", port=callee.port), server.address)
+        assert callee.wait("SIP/2.0 200")
+        assert "c-dial" in peer.wait("BYE", timeout=5)
+        assert wait_for(lambda: not server.calls and not server.ports.in_use)
+        assert server.stats.bridged == 1 and server.stats.ended == {"dialed": 1, "remote": 1}
+    finally:
+        server.stop()
+        callee.close()
+        caller_media.close()
+        callee_media.close()
+
+
+def test_a_busy_call_back_brings_the_caller_back_to_the_menu(
+    portal_dir, no_leaks, peer: Peer
+) -> None:
+    callee = Peer()
+    server = start_server(portal_dir, registrar=("127.0.0.1", callee.port), register=False)
+    try:
+        ok = answer(server, peer, "c-busy")
+        keys_by_info(server, peer, "c-busy", to_tag(ok), "4711#0301234567#")
+        invite_out = callee.wait("INVITE sip:+49301234567@", timeout=15)
+        callee.send(
+            reply(invite_out, "486 Busy Here", tag="callee2", port=callee.port), server.address
+        )
+        assert callee.wait("ACK sip:+49301234567@")  # the transaction ACKs the 486
+        assert wait_for(lambda: server.calls["c-busy"].state == "answered")
+        keys_by_info(server, peer, "c-busy", to_tag(ok), "0301234567#", cseq=100)
+        again = callee.wait("INVITE sip:+49301234567@", timeout=20)  # back in the menu
+        assert again.split("Call-ID: ")[1][:20] != invite_out.split("Call-ID: ")[1][:20]
+        assert server.stats.dials == 2 and server.stats.bridged == 0
+    finally:
+        server.stop()
+        callee.close()
+
+
+def media_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    return sock
+
+
+def keys_by_info(
+    server: SipServer, peer: Peer, call_id: str, tag: str, keys: str, cseq: int = 2
+) -> None:
+    for n, key in enumerate(keys, start=cseq):
+        extra = "Content-Type: application/dtmf\n"
+        peer.send(in_dialog(peer, "INFO", call_id, tag, n, extra, key), server.address)
         peer.wait("SIP/2.0 200")
-    refer = peer.wait("REFER", timeout=15)
-    assert "Refer-To: <sip:+49301234567@127.0.0.1:9>" in refer
-    peer.send(refer.split("\r\n")[0] and _reply_202(refer), server.address)
-    assert "c-dial" in peer.wait("BYE", timeout=5)
-    assert server.stats.ended == {"dial": 1}
 
 
-def _reply_202(request: str) -> str:
-    keep = ("Via:", "From:", "To:", "Call-ID:", "CSeq:")
+def sdp_body(port: int, pt: int) -> str:
+    name = {0: "PCMU", 8: "PCMA"}[pt]
+    return (
+        "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\n"
+    )
+
+
+def reply(request: str, status: str, *, tag: str, port: int, body: str = "") -> str:
+    """A response to ``request`` from the called party at ``port`` (its To tag, its
+    Contact)."""
+    keep = ("Via:", "From:", "Call-ID:", "CSeq:", "Record-Route:")
     lines = [line for line in request.split("\r\n") if line.startswith(keep)]
-    return "SIP/2.0 202 Accepted\n" + "\n".join(lines) + "\nContent-Length: 0\n\n"
+    to = next(line for line in request.split("\r\n") if line.startswith("To:"))
+    head = [f"SIP/2.0 {status}", *lines, f"{to};tag={tag}"]
+    head.append(f"Contact: <sip:callee@127.0.0.1:{port}>")
+    if body:
+        head.append("Content-Type: application/sdp")
+    return "\n".join(head) + f"\nContent-Length: {len(body)}\n\n" + body
+
+
+def bye_from(invite_out: str, *, tag: str, port: int) -> str:
+    """The called party's BYE: From/To swapped, to our Contact."""
+    field = {line.split(":")[0]: line for line in invite_out.split("\r\n") if ":" in line}
+    our_from = field["From"].split(":", 1)[1].strip()
+    our_to = field["To"].split(":", 1)[1].strip()
+    contact = field["Contact"].split("<", 1)[1].split(">")[0]
+    return (
+        f"BYE {contact} SIP/2.0\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-callee-bye\n"
+        f"From: {our_to};tag={tag}\nTo: {our_from}\n"
+        f"{field['Call-ID']}\nCSeq: 7 BYE\nContent-Length: 0\n\n"
+    )
+
+
+def peer_rtp_send(
+    sock: socket.socket, to: tuple[str, int], pt: int, seq: int, payload: bytes
+) -> None:
+    sock.sendto(struct.pack("!BBHII", 0x80, pt, seq, seq * 160, 4242) + payload, to)
+
+
+def receive_rtp(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    out = []
+    for _ in range(count):
+        data = sock.recv(2048)
+        out.append((data[1] & 0x7F, data[12:]))
+    return out
+
+
+def rtp_payload_types(sock: socket.socket, seconds: float) -> set[int]:
+    end, types = time.monotonic() + seconds, set()
+    while time.monotonic() < end:
+        with contextlib.suppress(TimeoutError):
+            types.add(sock.recv(2048)[1] & 0x7F)
+    return types
+
+
+def drain(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.recv(2048)
+    sock.settimeout(2.0)
+
+
+def audioop_convert(payload: bytes, source: str, target: str) -> bytes:
+    import audioop
+
+    linear = getattr(audioop, f"{source}2lin")(payload, 2)
+    return bytes(getattr(audioop, f"lin2{target}")(linear, 2))
 
 
 # --- transfer: the demo's sales line -------------------------------------------------
