@@ -54,6 +54,10 @@ Address = tuple[str, int]
 #: an incoming INVITE the runtime has not answered by then gets 500 and is forgotten
 ANSWER_TIMEOUT = 32.0
 KEEPALIVES = (b"\r\n\r\n", b"\r\n", b"\0\0\0\0")
+#: methods we know but do not take (405); any other gets 501
+KNOWN_METHODS = frozenset(
+    ("REFER", "UPDATE", "PRACK", "SUBSCRIBE", "MESSAGE", "PUBLISH", "REGISTER")
+)
 
 
 @dataclass(slots=True)
@@ -94,6 +98,7 @@ class UserAgent:
             if not self.transactions.receive_response(message):
                 self.stats.stray_responses += 1
             return
+        message.stamp_via(source)
         handler = _REQUESTS.get(message.method, UserAgent._unsupported)
         handler(self, message, source)
 
@@ -153,6 +158,8 @@ class UserAgent:
         """Answer an incoming call with 200 and ``sdp`` (retransmitted until ACK)."""
         self.now = now
         assert leg.invite is not None and leg.server is not None
+        if leg.state != "early" or leg.server.final:
+            return  # cancelled (or answered) meanwhile
         self._unguard(leg)
         leg.local_sdp = sdp
         leg.dialog = Dialog.from_invite(leg.invite, leg.local_tag, self.contact)
@@ -214,6 +221,9 @@ class UserAgent:
         if leg.state in ("ending", "ended"):
             return
         if leg.dialog is not None and leg.state == "confirmed":
+            if leg.incoming and not leg.acked:
+                leg.state = "ending"  # no BYE before the ACK of our 2xx (§15)
+                return
             self._in_dialog(leg, "BYE", on_final=lambda _status: None)
             self._forget(leg)  # the BYE's own transaction sees it through
         elif leg.incoming:
@@ -258,6 +268,7 @@ class UserAgent:
             self._reply(txn, 481)
             return
         assert leg.dialog is not None
+        leg.update = txn
         self._reply(
             txn,
             200,
@@ -272,11 +283,20 @@ class UserAgent:
         if self.transactions.receive_ack(request):
             return  # the ACK of a non-2xx final: absorbed by its transaction
         leg = self._dialog_leg(request)
-        if leg is None or not leg.incoming or leg.server is None:
+        if leg is None:
+            return
+        if leg.update is not None and request.cseq == leg.update.request.cseq:
+            self.transactions.acked(leg.update)  # the ACK of a re-INVITE's 200
+            return
+        if not leg.incoming or leg.server is None or request.cseq != leg.server.request.cseq:
             return
         self.transactions.acked(leg.server)
         if not leg.acked:
             leg.acked = True
+            if leg.state == "ending":  # we hung up before the ACK: BYE now
+                leg.state = "confirmed"
+                self.hang_up(leg, self.now)
+                return
             self._events.append(LegAcked(leg))
 
     def _bye(self, request: Message, source: Address) -> None:
@@ -299,8 +319,8 @@ class UserAgent:
         if invite is None:
             self._reply(txn, 481)
             return
-        self._reply(txn, 200)
         leg = self.legs.get(request.call_id)
+        self._reply(txn, 200, to_tag=leg.local_tag if leg is not None else "")
         if invite.final or leg is None or leg.server is not invite:
             return  # too late: the call was answered (or refused) already
         self._respond_invite(leg, 487)
@@ -331,7 +351,8 @@ class UserAgent:
     def _unsupported(self, request: Message, source: Address) -> None:
         txn = self.transactions.receive_request(request, source)
         if txn is not None:
-            self._reply(txn, 405, headers=[("Allow", ALLOW)])
+            status = 405 if request.method in KNOWN_METHODS else 501
+            self._reply(txn, status, headers=[("Allow", ALLOW)])
 
     # --- responses to our INVITEs ----------------------------------------------------------
     def _invite_response(self, leg: Leg, message: Message) -> None:
@@ -342,6 +363,9 @@ class UserAgent:
             return
         if status >= 300:
             self._failed(leg, status)
+            return
+        if leg.dialog is not None and message.to_tag != leg.dialog.remote_tag:
+            self._end_fork(leg, message)  # a second fork answered too (§13.2.2.4)
             return
         if leg.ack is not None:  # a retransmitted 2xx: the same ACK again
             self._send(*leg.ack)
@@ -362,6 +386,17 @@ class UserAgent:
             return
         leg.state = "confirmed"
         self._events.append(LegAnswered(leg, message))
+
+    def _end_fork(self, leg: Leg, message: Message) -> None:
+        """ACK, then BYE, the dialog of a 2xx from another fork than the one we took."""
+        assert leg.request is not None
+        fork = Dialog.from_response(leg.request, message)
+        try:
+            hop = fork.first_hop()
+        except SipParseError:
+            return
+        self._send(fork.request("ACK", self.host, self.port, cseq=leg.request.cseq).encode(), hop)
+        self.transactions.request(fork.request("BYE", self.host, self.port), hop)
 
     def _failed(self, leg: Leg, status: int) -> None:
         if leg.state == "ended":
@@ -434,9 +469,11 @@ class UserAgent:
         self.transactions.respond(txn, status, data)
 
     def _no_ack(self, leg: Leg) -> None:
-        if leg.state != "confirmed" or leg.acked:
+        if leg.acked or leg.state not in ("confirmed", "ending"):
             return
         log.warning("call %s: no ACK for our 200 OK; ending the call", leg.call_id)
+        leg.acked = True  # no more waiting for it: a BYE may go now (§15)
+        leg.state = "confirmed"
         self.hang_up(leg, self.now)
         self._events.append(LegFailed(leg, 408))
 

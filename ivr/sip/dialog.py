@@ -11,16 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from ivr.sip.message import Message, Request, address_of, new_branch, uri_of, via
-
-
-def tag_of(name_addr: str) -> str:
-    """The ``tag`` parameter of a From/To value ('' when absent)."""
-    for part in name_addr.rsplit(">", 1)[-1].split(";")[1:]:
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "tag":
-            return value.strip()
-    return ""
+from ivr.sip.message import Message, Request, address_of, new_branch, tag_of, uri_of, via
 
 
 @dataclass(slots=True)

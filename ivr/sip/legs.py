@@ -28,6 +28,8 @@ class Leg:
     #: incoming: the INVITE and its server transaction
     invite: Message | None = None
     server: ServerTransaction | None = None
+    #: the latest re-INVITE we answered (its ACK stops its 200)
+    update: ServerTransaction | None = None
     #: outgoing: our INVITE and its client transaction
     request: Request | None = None
     client: ClientTransaction | None = None
@@ -54,7 +56,7 @@ class LegEvent:
 
 @dataclass(frozen=True, slots=True)
 class IncomingCall(LegEvent):
-    """A new INVITE (100 Trying already sent): answer, ring or reject it."""
+    """A new INVITE (100 Trying already sent): answer or reject it."""
 
     leg: Leg
 

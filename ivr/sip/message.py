@@ -17,7 +17,7 @@ from typing import Any
 
 import pyVoIP
 import pyVoIP.VoIP
-from pyVoIP.SIP import SIPMessage, SIPMessageType
+from pyVoIP.SIP import SIPMessage, SIPMessageType, SIPStatus
 
 from ivr.sip.normalize import normalize
 
@@ -27,7 +27,8 @@ for _method in EXTRA_METHODS:
         pyVoIP.SIPCompatibleMethods.append(_method)
 
 USER_AGENT = "ivr"
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY"
+#: the methods we accept (we send REFER, but take none)
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
 _URI = re.compile(r"<([^>]*)>|(sip:[^;,\s]+)")
 _HOSTPORT = re.compile(r"sips?:(?:[^@;>]*@)?(\[[^\]]+\]|[^:;>]+)(?::(\d+))?")
 _BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
@@ -45,12 +46,19 @@ REASONS = {
     415: "Unsupported Media Type",
     420: "Bad Extension",
     480: "Temporarily Unavailable",
+    410: "Gone",
     481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    484: "Address Incomplete",
     486: "Busy Here",
     487: "Request Terminated",
     488: "Not Acceptable Here",
     500: "Server Internal Error",
+    501: "Not Implemented",
     503: "Service Unavailable",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
 }
 
 
@@ -75,7 +83,7 @@ class Message:
     def method(self) -> str:
         """The request's method, or the CSeq method of a response."""
         if self.is_request:
-            return str(self.parsed.method)
+            return self.start_line.split(" ", 1)[0]
         return str(self.parsed.headers["CSeq"]["method"])
 
     @property
@@ -92,11 +100,11 @@ class Message:
 
     @property
     def from_tag(self) -> str:
-        return str(self.parsed.headers["From"]["tag"])
+        return tag_of(self.header("From"))
 
     @property
     def to_tag(self) -> str:
-        return str(self.parsed.headers["To"]["tag"])
+        return tag_of(self.header("To"))
 
     @property
     def caller(self) -> str:
@@ -115,9 +123,25 @@ class Message:
 
     @property
     def sent_by(self) -> tuple[str, int]:
-        """The top Via's sent-by (host, port): with the branch, names the transaction."""
-        host, port = self.parsed.headers["Via"][0]["address"]
-        return str(host), int(port)
+        """The top Via's sent-by (host, port; 5060 when none is given): with the
+        branch, names the transaction."""
+        host, port, _params = via_parts(self.all("Via")[0])
+        return host, port or 5060
+
+    def stamp_via(self, source: tuple[str, int]) -> None:
+        """Note in the top Via where the request really came from (RFC 3261 §18.2.1
+        ``received``; RFC 3581 ``rport``), so responses find their way back."""
+        for i, (name, value) in enumerate(self.lines):
+            if name != "Via":
+                continue
+            first, sep, rest = value.partition(",")
+            host, _port, params = via_parts(first)
+            if host != source[0] and "received" not in params:
+                first += f";received={source[0]}"
+            if "rport" in params and not params["rport"]:
+                first = _RPORT.sub(f";rport={source[1]}", first, count=1)
+            self.lines[i] = (name, first + sep + rest)
+            return
 
     def header(self, name: str) -> str:
         """The first value of header ``name`` ('' when absent)."""
@@ -140,6 +164,37 @@ class Message:
 
 
 _LIST_HEADERS = {"Via", "Record-Route", "Route"}
+_VIA = re.compile(
+    r"^\s*SIP\s*/\s*2\.0\s*/\s*\w+\s+"  # protocol and transport
+    r"(\[[^\]]+\]|[^\s;:]+)(?:\s*:\s*(\d+))?\s*((?:;.*)?)$",  # host, port, parameters
+    re.I,
+)
+_RPORT = re.compile(r";\s*rport(?=\s*(?:;|$))", re.I)
+
+
+def via_parts(value: str) -> tuple[str, int | None, dict[str, str]]:
+    """Host, port and parameters of one Via value (:class:`SipParseError` when it is
+    not one)."""
+    match = _VIA.match(value)
+    if match is None:
+        raise SipParseError(f"bad Via {value[:60]!r}")
+    params: dict[str, str] = {}
+    for part in match.group(3).split(";")[1:]:
+        key, _, val = part.partition("=")
+        params[key.strip().lower()] = val.strip()
+    port = int(match.group(2)) if match.group(2) else None
+    if port is not None and not 0 < port < 65536:
+        raise SipParseError(f"bad Via port {port}")
+    return match.group(1).strip("[]"), port, params
+
+
+def tag_of(name_addr: str) -> str:
+    """The ``tag`` parameter of a From/To value ('' when absent)."""
+    for part in name_addr.rsplit(">", 1)[-1].split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "tag":
+            return value.strip()
+    return ""
 
 
 def _split_list(value: str) -> list[str]:
@@ -173,17 +228,37 @@ def parse(datagram: bytes) -> Message:
     lines = [(k, v) for k, _, v in (line.partition(": ") for line in text[1:])]
     # pyVoIP's body parser only understands SDP (it raises on "5", a DTMF body)
     sdp = body.replace(b"\r\n\r\n", b"\r\n") if b"Content-Type: application/sdp" in head else b""
+    known = _known_to_pyvoip(text[0])
     try:
-        parsed = SIPMessage(head + b"\r\n\r\n" + sdp)
+        parsed = SIPMessage(known + b"\r\n" + head.partition(b"\r\n")[2] + b"\r\n\r\n" + sdp)
     except Exception as exc:  # pyVoIP raises anything from ValueError to KeyError
         raise SipParseError(f"pyVoIP could not parse it: {type(exc).__name__}: {exc}") from None
     message = Message(parsed=parsed, lines=lines, body=body, start_line=text[0])
     for name in ("Call-ID", "CSeq", "From", "To"):
         if name not in parsed.headers:
             raise SipParseError(f"no {name} header")
-    if not message.all("Via"):
+    vias = message.all("Via")
+    if not vias:
         raise SipParseError("no Via header")
+    via_parts(vias[0])  # raises for an unusable one
     return message
+
+
+def _known_to_pyvoip(start_line: str) -> bytes:
+    """The start line as pyVoIP will take it: a status it does not know becomes its
+    class (499 -> 400, RFC 3261 §8.1.3.2), a method it does not know OPTIONS (the
+    real ones stay in :attr:`Message.start_line`)."""
+    first, _, rest = start_line.partition(" ")
+    if first == "SIP/2.0":
+        code, _, reason = rest.partition(" ")
+        try:
+            SIPStatus(int(code))
+        except ValueError:
+            code = str(int(code) // 100 * 100)
+        return f"SIP/2.0 {code} {reason}".encode()
+    if first not in pyVoIP.SIPCompatibleMethods:
+        return f"OPTIONS {rest}".encode()
+    return start_line.encode()
 
 
 def uri_of(value: str) -> str:
@@ -248,12 +323,11 @@ def _finish(lines: list[str], body: bytes, content_type: str) -> bytes:
 
 
 def via_sent_by(request: Message) -> tuple[str, int]:
-    """Where a response goes (RFC 3261 §18.2.2 with rport): the top Via's
-    ``received``/``rport`` if present, else its sent-by."""
-    via = request.parsed.headers["Via"][0]
-    host = via.get("received") or via["address"][0]
-    port = via.get("rport") or via["address"][1]
-    return str(host), int(port)
+    """Where a response goes (RFC 3261 §18.2.2, RFC 3581): the top Via's ``received``
+    and ``rport`` if present (see :meth:`Message.stamp_via`), else its sent-by."""
+    host, port, params = via_parts(request.all("Via")[0])
+    rport = params.get("rport", "")
+    return params.get("received") or host, int(rport) if rport.isdigit() else port or 5060
 
 
 @dataclass(slots=True)

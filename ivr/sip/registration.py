@@ -23,7 +23,7 @@ import pyVoIP.VoIP  # noqa: F401  (import order: bug 18)
 from pyVoIP.SIP import SIPClient
 
 from ivr.sip.agent import UserAgent
-from ivr.sip.message import Message, Request
+from ivr.sip.message import ALLOW, Message, Request
 from ivr.sip.timers import TimerHandle
 
 log = logging.getLogger("ivr.sip.register")
@@ -32,7 +32,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 #: how long an OPTIONS keep-alive may go unanswered before we register again
 KEEPALIVE_ANSWER = 2.0
 _EXPIRES = re.compile(r"expires=(\d+)", re.IGNORECASE)
-_CALL_ID = re.compile(r"^Call-ID: .*$", re.MULTILINE)
+_CALL_ID = re.compile(r"^Call-ID: [^\r\n]*", re.MULTILINE)
 
 
 class Registration:
@@ -101,7 +101,7 @@ class Registration:
         self._send(self._own_call_id(self.client.gen_first_response()))
 
     def _own_call_id(self, text: str) -> Request:
-        return Request.from_text(_CALL_ID.sub(f"Call-ID: {self._call_id}", text, count=1))
+        return _with_our_allow(_CALL_ID.sub(f"Call-ID: {self._call_id}", text, count=1))
 
     def _send(self, request: Request) -> None:
         self.agent.send_request(
@@ -118,7 +118,7 @@ class Registration:
             return
         if status in (401, 407) and not self._authenticated:
             self._authenticated = True
-            self._send(Request.from_text(self.client.gen_register(message.parsed)))
+            self._send(_with_our_allow(self.client.gen_register(message.parsed)))
         elif 200 <= status < 300:
             self._registered(message)
         else:
@@ -204,3 +204,10 @@ class Registration:
 
 def _ignore(*_args: object) -> None:
     return None
+
+
+def _with_our_allow(text: str) -> Request:
+    """pyVoIP's REGISTER with the methods we really take in ``Allow``."""
+    request = Request.from_text(text)
+    request.headers = [(k, ALLOW if k == "Allow" else v) for k, v in request.headers]
+    return request

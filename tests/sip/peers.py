@@ -3,7 +3,8 @@
 Everything binds 127.0.0.1 only. Nothing here is a test; see ``test_peers.py``.
 
 ``Kamailio`` runs ``examples/kamailio/kamailio.cfg`` in the foreground in a
-temporary directory and kills its whole process group on exit. ``run_sipp``
+temporary directory and kills its whole process group on exit; ``Kamailio.rpc`` asks
+it over its JSON-RPC UDP socket (e.g. ``dialogs()`` for the calls it tracks). ``run_sipp``
 runs one SIPp scenario to completion; ``SippProcess`` runs one in the
 background (e.g. a UAS, or load) and is reaped on exit as well.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
+import json
 import os
 import shutil
 import signal
@@ -20,11 +23,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[2]
 KAMAILIO_CFG = ROOT / "examples" / "kamailio" / "kamailio.cfg"
@@ -105,24 +108,47 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float, *, sweep: bool = Fal
     proc.wait()
 
 
+class RpcError(RuntimeError):
+    """Kamailio answered a JSON-RPC request with an error object."""
+
+    def __init__(self, method: str, code: int | None, message: str) -> None:
+        super().__init__(f"kamailio RPC {method}: error {code}: {message}")
+        self.method = method
+        self.code = code
+        self.message = message
+
+
 class Kamailio:
     """A local Kamailio registrar/proxy on 127.0.0.1:port, as a context manager.
 
     ``password`` turns on digest auth for REGISTER (defines WITH_AUTH, AUTH_PASSWORD).
     The location table is in memory: ``restart()`` forgets all registrations.
+    JSON-RPC listens on UDP 127.0.0.1:``rpc_port`` (define RPC_PORT). ``trusted`` is
+    one ``"IP:PORT"`` or several whose P-Asserted-Identity the proxy keeps (define
+    TRUSTED_SOURCE); it strips the header from everybody else.
     """
+
+    _rpc_ids: ClassVar[Iterator[int]] = itertools.count(1)
 
     def __init__(
         self,
         port: int | None = None,
         password: str | None = None,
         *,
+        rpc_port: int | None = None,
+        trusted: str | Sequence[str] | None = None,
         config: Path = KAMAILIO_CFG,
         ready_timeout: float = 10.0,
     ) -> None:
         if KAMAILIO is None:
             raise RuntimeError("kamailio is not installed")
         self.port = port if port is not None else free_udp_port()
+        self.rpc_port = rpc_port if rpc_port is not None else free_udp_port()
+        sources = [trusted] if isinstance(trusted, str) else list(trusted or ())
+        for source in sources:
+            if not source or any(c in source for c in ',"\\ '):
+                raise ValueError(f"trusted source must look like IP:PORT, got {source!r}")
+        self.trusted: tuple[str, ...] = tuple(sources)
         self.password = password
         self.config = config
         self.ready_timeout = ready_timeout
@@ -148,6 +174,9 @@ class Kamailio:
         assert KAMAILIO is not None
         work = str(self.workdir)
         cmd = [KAMAILIO, "-f", str(self.config), "-A", f"SIP_PORT={self.port}"]
+        cmd += ["-A", f"RPC_PORT={self.rpc_port}"]
+        if self.trusted:
+            cmd += ["-A", f'TRUSTED_SOURCE="{",".join(self.trusted)}"']
         if self.password is not None:
             quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
             cmd += ["-A", "WITH_AUTH", "-A", f'AUTH_PASSWORD="{quoted}"']
@@ -200,6 +229,55 @@ class Kamailio:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def rpc(self, method: str, *params: Any, timeout: float = 2.0) -> Any:
+        """Send one JSON-RPC 2.0 request to the RPC socket; the reply's ``result``.
+
+        Raises :class:`RpcError` on an error reply (e.g. ``dlg.list_match`` with no
+        match answers 404 "Not found"), ``TimeoutError`` on silence and
+        ``ConnectionRefusedError`` when nothing listens. A reply must fit one datagram:
+        with many calls, filter (``dlg.list_match``, ``"furi", "sw", "sip:1001@"``).
+        """
+        request_id = next(self._rpc_ids)
+        request = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": request_id}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((HOST, 0))
+            sock.sendto(json.dumps(request).encode(), (HOST, self.rpc_port))
+            deadline = time.monotonic() + timeout
+            while True:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                try:
+                    data = sock.recv(65535)
+                except TimeoutError as exc:
+                    raise TimeoutError(
+                        f"kamailio RPC {method}: no reply from {HOST}:{self.rpc_port} "
+                        f"within {timeout} s (a reply over ~64 KiB is dropped, e.g. "
+                        "dlg.list with more than ~100 dialogs: see the kamailio log)"
+                    ) from exc
+                except ConnectionRefusedError as exc:  # ICMP port unreachable
+                    raise ConnectionRefusedError(
+                        f"kamailio RPC {method}: nothing listens on {HOST}:{self.rpc_port}"
+                    ) from exc
+                reply = json.loads(data)
+                if isinstance(reply, dict) and reply.get("id") == request_id:
+                    break
+        if "error" in reply:
+            error = reply["error"] if isinstance(reply["error"], dict) else {}
+            raise RpcError(method, error.get("code"), str(error.get("message", reply["error"])))
+        return reply.get("result")
+
+    def dialogs(self) -> list[dict[str, Any]]:
+        """The dialogs Kamailio tracks (``dlg.list``; ``[]`` when there are none).
+
+        Per dialog: ``call-id``, ``state`` (1 unconfirmed, 2 early, 3 answered without
+        ACK yet, 4 confirmed, 5 ended; an ended one stays listed until its BYE
+        transaction is gone, about 5 s), ``from_uri``, ``to_uri``, and ``caller`` /
+        ``callee`` dicts with ``tag``, ``contact``, ``cseq``, ``route_set``, ``socket``.
+        """
+        result = self.rpc("dlg.list")
+        if not isinstance(result, list):
+            raise RpcError("dlg.list", None, f"expected a list, got {result!r}")
+        return result
 
     def __enter__(self) -> Kamailio:
         try:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.sip.peers import (
+    HOST,
     KAMAILIO,
     SCENARIOS,
     SIPP,
     Kamailio,
+    RpcError,
+    SippProcess,
     free_udp_port,
     run_sipp,
     sip_options,
@@ -25,6 +32,137 @@ pytestmark = [
 REGISTER = SCENARIOS / "register.xml"
 UAS = SCENARIOS / "uas_answer.xml"
 UAC = SCENARIOS / "uac_basic.xml"
+
+# A desk phone: INVITE [ruri] From sip:[caller]@127.0.0.1 with one more header line
+# [extra] (never empty: an empty line would end the headers), 200, ACK, pause for
+# sipp's -d ms, BYE. Echoes the Record-Route set like uac_basic.xml.
+DESK_UAC = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="desk phone">
+  <send retrans="500">
+    <![CDATA[
+      INVITE [ruri] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <[ruri]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      [extra]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+PAI = "P-Asserted-Identity: <sip:+4922112345@127.0.0.1>"
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], timeout: float) -> T | None:
+    """The first truthy value of probe() within timeout seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value or None
+        time.sleep(0.05)
+
+
+def listening(sipp: SippProcess, timeout: float = 5.0) -> bool:
+    """Wait until this sipp itself has bound its UDP port (Linux /proc), so a call placed
+    next cannot race its start or reach a process that took the port first."""
+
+    def bound() -> bool:
+        try:
+            links = {os.readlink(fd) for fd in Path(f"/proc/{sipp.popen.pid}/fd").iterdir()}
+        except OSError:  # sipp is gone, or an fd closed while we looked
+            return False
+        rows = (line.split() for line in Path("/proc/net/udp").read_text().splitlines()[1:])
+        return any(
+            int(row[1].split(":")[1], 16) == sipp.port and f"socket:[{row[9]}]" in links
+            for row in rows
+        )
+
+    eventually(lambda: bound() or sipp.popen.poll() is not None, timeout)
+    return sipp.popen.poll() is None and bound()
+
+
+def desk_call(
+    tmp_path: Path,
+    kamailio: Kamailio,
+    ruri: str,
+    *,
+    extra: str = "Subject: desk call",
+    port: int | None = None,
+    hold_ms: int = 0,
+) -> SippProcess:
+    """Start the desk phone 1001 calling ruri through kamailio (from port, if given)."""
+    scenario = tmp_path / "desk_uac.xml"
+    scenario.write_text(DESK_UAC)
+    return sipp_popen(
+        scenario,
+        kamailio.address,
+        keys={"ruri": ruri, "caller": "1001", "extra": extra},
+        port=port,
+        timeout=15,
+        extra=["-d", str(hold_ms)],
+    )
+
+
+def received_invite(message_log: Path) -> str:
+    """The head of the first INVITE in a sipp -trace_msg log."""
+    text = message_log.read_text(errors="replace")
+    start = text.index("INVITE sip:")
+    end = text.find("\r\n\r\n", start)
+    return text[start:] if end < 0 else text[start:end]
 
 
 @pytest.fixture
@@ -85,3 +223,100 @@ def test_register_with_digest_auth() -> None:
         )
         assert not bad.ok
         assert bad.failed == 1
+
+
+def test_rpc_answers_and_lists_no_dialogs(kamailio: Kamailio) -> None:
+    assert str(kamailio.rpc("core.version")).startswith("kamailio 5.")
+    assert kamailio.dialogs() == []
+    with pytest.raises(RpcError, match="Not found") as error:
+        kamailio.rpc("dlg.list_match", "furi", "sw", "sip:1001@")
+    assert error.value.code == 404
+    with pytest.raises(RpcError):
+        kamailio.rpc("no.such_method")
+
+
+@pytest.mark.parametrize("addressed", ["registered", "direct"])
+def test_dialogs_show_a_confirmed_desk_call(
+    kamailio: Kamailio, tmp_path: Path, addressed: str
+) -> None:
+    """Desk phone 1001 calls a remote party (registered, or its Contact directly):
+    one confirmed dialog with both tags while up, none after the BYE."""
+    uas_port = free_udp_port()
+    with sipp_popen(UAS, port=uas_port, timeout=20) as uas:
+        assert listening(uas), uas.wait(timeout=1).describe()
+        if addressed == "registered":
+            keys = {"user": "remote", "contact_port": str(uas_port)}
+            reg = run_sipp(REGISTER, kamailio.address, keys=keys, timeout=5)
+            assert reg.ok, reg.describe()
+            ruri = f"sip:remote@{kamailio.address}"
+        else:
+            ruri = f"sip:remote@{HOST}:{uas_port}"
+        with desk_call(tmp_path, kamailio, ruri, hold_ms=2500) as desk:
+
+            def confirmed() -> list[dict[str, Any]]:
+                found = kamailio.dialogs()
+                return found if any(d["state"] == 4 for d in found) else []
+
+            dialogs = eventually(confirmed, timeout=5)
+            assert dialogs is not None, kamailio.log()[-3000:]
+            assert len(dialogs) == 1, dialogs
+            dialog = dialogs[0]
+            assert dialog["call-id"] == f"1-{desk.popen.pid}@{HOST}"  # sipp's [call_id]
+            assert dialog["from_uri"] == f"sip:1001@{HOST}"
+            assert dialog["to_uri"] == ruri
+            assert dialog["caller"]["tag"] == f"{desk.popen.pid}SIPpTag001"
+            assert dialog["caller"]["contact"] == f"sip:1001@{HOST}:{desk.port}"
+            assert dialog["callee"]["tag"] == f"{uas.popen.pid}SIPpTag011"
+            assert dialog["callee"]["contact"] == f"sip:{HOST}:{uas_port};transport=UDP"
+            # the way a portal finds the desk's call
+            assert kamailio.rpc("dlg.list_match", "furi", "sw", "sip:1001@") == dialogs
+
+            called = desk.wait()
+            assert called.ok, called.describe() + "\n--- kamailio ---\n" + kamailio.log()[-3000:]
+        answered = uas.wait(timeout=10)
+        assert answered.ok, answered.describe()
+    # the dialog ends with the BYE and is dropped with the BYE transaction (~5 s)
+    assert all(d["state"] == 5 for d in kamailio.dialogs())
+    assert eventually(lambda: kamailio.dialogs() == [], timeout=10), kamailio.dialogs()
+
+
+@pytest.mark.parametrize(
+    ("trusted", "kept"),
+    [
+        ("nobody", False),  # no TRUSTED_SOURCE: stripped from everybody
+        ("other port", False),  # another port of the same IP is trusted
+        ("caller", True),
+        ("caller in a list", True),
+    ],
+)
+def test_asserted_identity_only_from_trusted_source(
+    tmp_path: Path, trusted: str, kept: bool
+) -> None:
+    caller_port, other_port, uas_port = free_udp_port(), free_udp_port(), free_udp_port()
+    sources = {
+        "nobody": None,
+        "other port": f"{HOST}:{other_port}",
+        "caller": f"{HOST}:{caller_port}",
+        "caller in a list": [f"{HOST}:{other_port}", f"{HOST}:{caller_port}"],
+    }[trusted]
+    messages = tmp_path / "uas_messages.log"
+    with (
+        Kamailio(trusted=sources) as proxy,
+        sipp_popen(
+            UAS,
+            port=uas_port,
+            timeout=10,
+            extra=["-trace_msg", "-message_file", str(messages)],
+        ) as uas,
+    ):
+        assert listening(uas), uas.wait(timeout=1).describe()
+        extra = f"{PAI}\r\nPrivacy: none"
+        ruri = f"sip:remote@{HOST}:{uas_port}"
+        with desk_call(tmp_path, proxy, ruri, extra=extra, port=caller_port) as desk:
+            called = desk.wait()
+        answered = uas.wait(timeout=10)
+        why = f"{called.describe()}\n--- uas ---\n{answered.describe()}\n--- kamailio ---\n"
+        assert called.ok and answered.ok, why + proxy.log()[-3000:]
+    invite = received_invite(messages)
+    assert "Privacy: none" in invite
+    assert (PAI in invite) is kept, invite

@@ -718,11 +718,6 @@ def test_non_invite_finals_are_not_retransmitted_by_the_server() -> None:
 
 
 # === bugs found =================================================================================
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: responses go to the top Via's sent-by, ignoring the source address "
-    "(RFC 3581 rport / RFC 3261 §18.2.2 received): a caller behind NAT never hears us",
-)
 def test_responses_go_to_the_source_when_via_asks_for_rport() -> None:
     agent = new_agent()
     nat: Address = ("203.0.113.9", 40000)
@@ -736,11 +731,6 @@ def test_responses_go_to_the_source_when_via_asks_for_rport() -> None:
     assert address == nat
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a Via with a non-numeric port makes receive_datagram raise ValueError "
-    "instead of counting a bad datagram",
-)
 def test_a_via_with_a_bad_port_is_a_bad_datagram() -> None:
     agent = new_agent()
     data = invite().replace(b"10.0.0.2:5062;branch", b"10.0.0.2:abc;branch")
@@ -748,11 +738,6 @@ def test_a_via_with_a_bad_port_is_a_bad_datagram() -> None:
     assert agent.stats.bad_datagrams == 1 and sent(agent) == [] and events(agent) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a final response code pyVoIP does not know (e.g. 499) is dropped as a bad "
-    "datagram instead of being treated as x00 (§8.1.3.2): no ACK, Timer A goes on, 408",
-)
 def test_an_unknown_final_status_is_treated_as_its_class() -> None:
     agent = new_agent()
     _leg, data = outgoing(agent)
