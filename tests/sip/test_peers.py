@@ -1,4 +1,5 @@
-"""The SIP test peers work: Kamailio registers and proxies, SIPp calls through it."""
+"""The SIP test peers work: Kamailio registers and proxies, SIPp calls through it; Kamailio
+lists its dialogs over JSON-RPC and keeps P-Asserted-Identity only from trusted sources."""
 
 from __future__ import annotations
 
@@ -261,6 +262,7 @@ def test_dialogs_show_a_confirmed_desk_call(
             assert dialogs is not None, kamailio.log()[-3000:]
             assert len(dialogs) == 1, dialogs
             dialog = dialogs[0]
+            assert dialog["state"] == 4
             assert dialog["call-id"] == f"1-{desk.popen.pid}@{HOST}"  # sipp's [call_id]
             assert dialog["from_uri"] == f"sip:1001@{HOST}"
             assert dialog["to_uri"] == ruri
@@ -292,6 +294,8 @@ def test_dialogs_show_a_confirmed_desk_call(
 def test_asserted_identity_only_from_trusted_source(
     tmp_path: Path, trusted: str, kept: bool
 ) -> None:
+    """The remote party sees the desk's P-Asserted-Identity only if the proxy trusts
+    the desk's source IP:port (on loopback the port is what tells peers apart)."""
     caller_port, other_port, uas_port = free_udp_port(), free_udp_port(), free_udp_port()
     sources = {
         "nobody": None,
