@@ -13,7 +13,8 @@ Example (``examples/portal/portal.yaml``)::
     pin_authentication: true
     blocking_profile: {name: Standard, outgoing: ["0900", "0137"]}
     directory: directory.yaml
-    pbx: pbx.yaml
+    pbx: pbx.yaml                                # the simulated PBX, or the real one:
+    # call_control: {kamailio_rpc: "127.0.0.1:8090"}
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from ivr.dialplan.yaml_source import Source, read_yaml
 from ivr.errors import DialplanError, Problem
 from ivr.portal.blocking import BlockingProfile, NumberRule
 from ivr.portal.lockout import LockoutPolicy
-from ivr.portal.numbers import DEFAULT_REGION
+from ivr.portal.numbers import DEFAULT_REGION, to_e164
+from ivr.sip.jsonrpc import parse_address
 from ivr.validation import problems_of
 
 PIN_OFF_WARNING = (
@@ -88,6 +91,21 @@ class BlockingConfig(BaseModel):
         )
 
 
+class CallControlConfig(BaseModel):
+    """The real PBX: Kamailio's dialog module, asked over its JSON-RPC datagram socket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kamailio_rpc: str = Field(description="host:port of Kamailio's jsonrpcs datagram socket")
+    timeout: float = Field(default=1.0, gt=0, le=10, description="seconds to wait for answers")
+
+    @field_validator("kamailio_rpc")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_address(value)  # raises ValueError naming the problem
+        return value
+
+
 class PortalConfig(BaseModel):
     """One Anywhere Portal."""
 
@@ -99,6 +117,11 @@ class PortalConfig(BaseModel):
     area: str | None = Field(default=None, description="limit access to this area")
     time_zone: str = Field(description="IANA time zone, e.g. Europe/Berlin")
     number: str = Field(description="the portal's number from the group's number space")
+    public_number: str | None = Field(
+        default=None,
+        description="the same number as the outside world dials it (E.164): presented "
+        "with the display name on call-backs; without it the internal number is presented",
+    )
     magentaeins_integration: bool = False
     blocking_profile: BlockingConfig | None = None
     level: Literal["company", "group"]
@@ -107,6 +130,9 @@ class PortalConfig(BaseModel):
     pin_policy: PinPolicy = PinPolicy()
     directory: str = Field(description="directory file, relative to this file")
     pbx: str | None = Field(default=None, description="simulated PBX seed, relative")
+    call_control: CallControlConfig | None = Field(
+        default=None, description="the real PBX (instead of pbx)"
+    )
     lockout_store: str | None = Field(
         default=None, description="SQLite file for lockouts (relative); default: in memory"
     )
@@ -118,6 +144,28 @@ class PortalConfig(BaseModel):
         if value not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. DE, AT, CH)")
         return value
+
+    @field_validator("public_number")
+    @classmethod
+    def _public(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        region = (info.context or {}).get("region", DEFAULT_REGION)
+        e164 = to_e164(value, region)
+        if e164 is None:
+            raise ValueError(f"public_number {value!r} is not a phone number")
+        return e164
+
+    @model_validator(mode="after")
+    def _one_pbx(self) -> PortalConfig:
+        if self.pbx is not None and self.call_control is not None:
+            raise ValueError("name either pbx (simulated) or call_control (Kamailio), not both")
+        return self
+
+    @property
+    def presented_number(self) -> str:
+        """The number call-backs present: the public number, else the internal one."""
+        return self.public_number or self.number
 
     @property
     def name(self) -> str:

@@ -11,11 +11,15 @@ File format (``examples/portal/directory.yaml``)::
         area: Vertrieb
         numbers: ["+49 171 1234567", "+49 89 1234567"]   # 1 to 5, parallel ringing
         pin_hash: "$argon2id$v=19$..."                      # written by `ivr portal set-pin`
-        devices: [{id: erika-desk, name: Tischtelefon}]
+        devices: [{id: erika-desk, name: Tischtelefon, uri: "sip:1001@pbx.local"}]
+
+A device's ``uri`` is its SIP address as the PBX sees it in the From or To of its
+calls; the Kamailio call control finds an employee's running calls by it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +33,7 @@ from ivr.errors import DialplanError, Problem
 from ivr.portal.numbers import DEFAULT_REGION, to_e164
 from ivr.validation import problems_of
 
+_SIP_URI = re.compile(r"^<?sips?:([^@;:<>\s]+)@(\[[^\]]+\]|[^;:>\s]+)(?::\d+)?(?:[;>].*)?$", re.I)
 MIN_NUMBERS = 1
 MAX_NUMBERS = 5
 
@@ -40,6 +45,25 @@ class Device(BaseModel):
 
     id: str = Field(min_length=1)
     name: str = ""
+    uri: str | None = Field(
+        default=None, description="its SIP address (sip:user@host), as in its calls' From/To"
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _sip_uri(cls, value: str | None) -> str | None:
+        if value is not None and sip_user_host(value) is None:
+            raise ValueError(f"{value!r} is not a SIP address like sip:1001@pbx.local")
+        return value
+
+
+def sip_user_host(uri: str) -> tuple[str, str] | None:
+    """``(user, host)`` of a sip:/sips: URI, lower-cased host, without port and
+    parameters; None when it is not one (what call control matches devices by)."""
+    match = _SIP_URI.match(uri.strip())
+    if match is None:
+        return None
+    return match.group(1), match.group(2).lower()
 
 
 class Employee(BaseModel):

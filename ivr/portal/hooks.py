@@ -48,7 +48,7 @@ def identify(session: Session) -> str:
     config = services.config
     session.vars.update(
         mute=config.silent_mode,
-        portal_number=config.number,
+        portal_number=config.presented_number,
         portal_name=config.name,
         pin_required=config.pin_authentication,
     )

@@ -21,6 +21,8 @@ from ivr.portal.lockout import LockoutStore, MemoryLockoutStore, SqliteLockoutSt
 from ivr.portal.numbers import to_e164
 from ivr.portal.pin import PRODUCTION_HASHER
 from ivr.session import Session
+from ivr.sip.jsonrpc import JsonRpcClient, parse_address
+from ivr.sip.loop import EventLoop
 
 log = logging.getLogger("ivr.portal")
 
@@ -63,6 +65,18 @@ class PortalServices:
             )
         return None
 
+    def attach(self, loop: EventLoop) -> None:
+        """The SIP runtime starts: call control talks to the PBX on its loop."""
+        attach = getattr(self.call_control, "attach", None)
+        if attach is not None:
+            attach(loop)
+
+    def detach(self) -> None:
+        """The SIP runtime stops."""
+        detach = getattr(self.call_control, "detach", None)
+        if detach is not None:
+            detach()
+
     def forwarding_blocked(self, number: str) -> bool:
         """Whether the ``forwarded`` rules block a call forwarded to ``number`` (an
         external number; internal extensions are never blocked)."""
@@ -89,7 +103,18 @@ def portal_services(
     ``lockouts`` is given), blocking profile."""
     config = loaded.config
     directory = YamlDirectory.load(loaded.relative(config.directory))
-    pbx = SimulatedPbx.load(loaded.relative(config.pbx)) if config.pbx else SimulatedPbx()
+    call_control: CallControl
+    if config.call_control is not None:
+        from ivr.portal.kamailio import KamailioCallControl
+
+        rpc = JsonRpcClient(
+            parse_address(config.call_control.kamailio_rpc), config.call_control.timeout
+        )
+        call_control = KamailioCallControl(rpc, directory)
+    elif config.pbx:
+        call_control = SimulatedPbx.load(loaded.relative(config.pbx))
+    else:
+        call_control = SimulatedPbx()
     for warning in loaded.warnings:
         log.warning("%s", warning)
     if lockouts is None:
@@ -97,7 +122,7 @@ def portal_services(
     return PortalServices(
         config=config,
         directory=directory,
-        call_control=pbx,
+        call_control=call_control,
         lockouts=lockouts
         if lockouts is not None
         else SqliteLockoutStore(default_store_path(loaded)),
@@ -138,6 +163,17 @@ def check_portal(path: str | Path) -> list[Problem]:
                 ("level",), "no employee of the directory may use this portal", severity="warning"
             )
         )
+    if config.call_control is not None:
+        for employee in members:
+            if not any(device.uri for device in employee.devices):
+                problems.append(
+                    loaded.source.problem(
+                        ("call_control",),
+                        f"employee {employee.id!r} has no device with a SIP uri: none of "
+                        "their calls can be found or pulled",
+                        severity="warning",
+                    )
+                )
     if config.pin_authentication:
         for employee in members:
             if not employee.pin_hash:

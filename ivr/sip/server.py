@@ -199,7 +199,11 @@ class SipServer:
 
     # --- life cycle ------------------------------------------------------------------
     def start(self) -> None:
-        """Start the dialogue thread and the loop thread; register."""
+        """Start the dialogue thread and the loop thread; register. An engine context
+        with ``attach(loop)`` (call control talking to the PBX) is attached first."""
+        attach = getattr(self.driver.engine.context, "attach", None)
+        if attach is not None:
+            attach(self.loop)
         self.driver.start()
         if self.config.register:
             self.loop.post(lambda: self._agent_call(self.registration.start))
@@ -220,6 +224,9 @@ class SipServer:
         if self._thread is not None:
             self._thread.join(timeout)
         self.driver.stop(timeout)
+        detach = getattr(self.driver.engine.context, "detach", None)
+        if detach is not None:
+            detach()
         self.loop.close()
         self.sock.close()
 
