@@ -37,7 +37,7 @@ def start_server(
     registrar = options.pop("registrar", None)
     config = ServeConfig(
         registrar=registrar or ("127.0.0.1", 9),  # type: ignore[arg-type]
-        port=0,
+        port=options.pop("port", 0),
         register=options.pop("register", registrar is not None),
         **options,  # type: ignore[arg-type]
     )
