@@ -3,7 +3,7 @@
 A caller scenario is generated from a script: INVITE (From = the caller number, audio
 to the sink's port), then steps — ``("keys", "4711#")`` sends RFC 4733 events from
 SIPp's own pcaps, ``("pause", ms)``, ``("info", "5")`` sends a SIP INFO key,
-``("hangup",)`` sends BYE — and then what the caller expects at the end: ``"refer"``
+``("audio", "x.pcap")`` starts playing a pcap's RTP, ``("hangup",)`` sends BYE — and then what the caller expects at the end: ``"refer"``
 (REFER, 202, then the portal's BYE), ``"bye"`` (the portal hangs up), ``"refused"``
 (a 403 before answering).
 """
@@ -126,6 +126,8 @@ def scenario(steps: list[Step], expect: str) -> str:
             xml += _keys(str(step[1]))
         elif kind == "pause":
             xml += f'  <pause milliseconds="{int(step[1])}"/>\n'
+        elif kind == "audio":  # plays in the background, from the pcap's start
+            xml += f'  <nop><action><exec play_pcap_audio="{step[1]}"/></action></nop>\n'
         elif kind == "info":
             body = f"      Signal={step[1]}\n      Duration=160\n"
             xml += _IN_DIALOG.format(

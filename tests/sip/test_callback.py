@@ -1,0 +1,274 @@
+"""Call-backs end to end through Kamailio: Erika's mobile (SIPp) keys her PIN and a
+number; the portal calls the number with its own identity — the displayed name and the
+public number in From and P-Asserted-Identity — and bridges it to the mobile.
+
+The called party is a SIPp UAS that checks the identity itself (``ereg check_it``: a
+mismatch fails its call), answers, rings, is busy or is cancelled. With ``-rtp_echo`` it
+sends back every RTP packet it gets: the mobile's audio returning to the mobile proves
+both directions of the bridge.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ivr.sip.server import SipServer
+from tests.sip.b2bua import RtpRecorder, SipLog, portal_on_kamailio
+from tests.sip.callers import PCAPS, Step, scenario
+from tests.sip.conftest import ERIKA, start_server
+from tests.sip.peers import HOST, Kamailio, SippProcess, free_udp_port, sipp_popen
+from tests.sip.test_e2e import ended_cleanly, registered
+from tests.sip.test_peers import eventually, listening
+
+pytestmark = [
+    pytest.mark.skipif(
+        not (shutil.which("kamailio") and shutil.which("sipp")),
+        reason="needs kamailio and sipp (make test installs them)",
+    ),
+    pytest.mark.timeout(120),
+]
+
+NUMBER = "0301234567"  # fictional; dialled as +49301234567
+# the portal's identity as examples/portal/kamailio.yaml presents it (regex, XML-quoted)
+IDENTITY = "^\\s*&quot;Anywhere Portal Zentrale&quot; &lt;sip:\\+4930123454100@127\\.0\\.0\\.1&gt;"
+
+_INVITE = f"""<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="call-back destination">
+  <recv request="INVITE" crlf="true" rrs="true">
+    <action>
+      <ereg regexp="{IDENTITY};tag=" search_in="hdr" header="From:" check_it="true"
+            assign_to="from"/>
+      <ereg regexp="{IDENTITY}$" search_in="hdr" header="P-Asserted-Identity:"
+            check_it="true" assign_to="pai"/>
+      <ereg regexp="^\\s*none$" search_in="hdr" header="Privacy:" check_it="true"
+            assign_to="privacy"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="From:" assign_to="peer"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="To:" assign_to="me"/>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="cseq"/>
+    </action>
+  </recv>
+"""
+_REPLY = """  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:callee@[local_ip]:[local_port]>
+{sdp}
+    ]]>
+  </send>
+"""
+_NO_BODY = "      Content-Length: 0\n"
+_SDP = """      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=callee 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+"""
+_OK_TO_LAST = """  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+_BYE = """  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: [$me];tag=[pid]SIPpTag01[call_number]
+      To: [$peer]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Contact: <sip:callee@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+"""
+
+
+_END = '  <Reference variables="from,pai,privacy,peer,me,cseq"/>\n</scenario>\n'
+
+
+def reply(status: str, sdp: bool = False) -> str:
+    return _REPLY.format(status=status, sdp=_SDP if sdp else _NO_BODY)
+
+
+def answering(*, hang_up_after_ms: int | None = None) -> str:
+    """Rings, answers, then waits for the portal's BYE (or sends its own)."""
+    xml = _INVITE + reply("180 Ringing") + '  <pause milliseconds="500"/>\n'
+    xml += reply("200 OK", sdp=True).replace("<send>", '<send retrans="500">', 1)
+    xml += '  <recv request="ACK"/>\n'
+    if hang_up_after_ms is None:
+        xml += '  <recv request="BYE" timeout="30000"/>\n' + _OK_TO_LAST
+    else:
+        xml += f'  <pause milliseconds="{hang_up_after_ms}"/>\n' + _BYE
+    return xml + _END
+
+
+def ringing_until_cancelled() -> str:
+    xml = _INVITE + reply("180 Ringing")
+    xml += '  <recv request="CANCEL" timeout="30000"/>\n' + _OK_TO_LAST
+    # the 487 answers the INVITE, whose CSeq the CANCEL's [last_CSeq:] is not
+    terminated = reply("487 Request Terminated").replace("[last_CSeq:]", "CSeq: [$cseq] INVITE")
+    return xml + terminated + '  <recv request="ACK"/>\n' + _END
+
+
+def busy() -> str:
+    return _INVITE + reply("486 Busy Here") + '  <recv request="ACK"/>\n' + _END
+
+
+@pytest.fixture
+def kamailio_and_port() -> Iterator[tuple[Kamailio, int]]:
+    port = free_udp_port()  # the portal's: the proxy keeps its P-Asserted-Identity
+    with Kamailio(trusted=f"{HOST}:{port}") as proxy:
+        yield proxy, port
+
+
+class Setup:
+    """The portal on Kamailio, the called party (SIPp UAS) and the mobile's audio port."""
+
+    def __init__(self, tmp_path: Path, kamailio: Kamailio, server: SipServer) -> None:
+        self.tmp_path, self.kamailio, self.server = tmp_path, kamailio, server
+        self.sent = SipLog(server)
+        self.sink = RtpRecorder()
+        self.states: list[str] = []
+        server.driver.engine.listeners.append(lambda _d, _t, _s, dest: self.states.append(dest))
+
+    def callee(self, xml: str, port: int, *, echo: bool = False) -> SippProcess:
+        path = self.tmp_path / "callee.xml"
+        path.write_text(xml)
+        extra = ["-rtp_echo"] if echo else []
+        uas = sipp_popen(path, None, port=port, timeout=60, extra=extra)
+        assert listening(uas)
+        return uas
+
+    def mobile(self, steps: list[Step], expect: str = "bye") -> SippProcess:
+        xml = self.tmp_path / "mobile.xml"
+        xml.write_text(scenario(steps, expect))
+        keys = {"caller": ERIKA, "sink_port": str(self.sink.port), "codec_pt": "8"}
+        return sipp_popen(xml, self.kamailio.address, service="portal", keys=keys, timeout=60)
+
+
+@pytest.fixture
+def setup(
+    kamailio_and_port: tuple[Kamailio, int], portal_dir: Path, tmp_path: Path
+) -> Iterator[tuple[Setup, int]]:
+    kamailio, port = kamailio_and_port
+    config = portal_on_kamailio(portal_dir, kamailio.rpc_port)
+    callee_port = free_udp_port()
+    server = start_server(
+        portal_dir,
+        config.name,
+        registrar=(HOST, kamailio.port),
+        port=port,
+        dial_target=f"sip:{{number}}@{HOST}:{callee_port}",  # relayed by the proxy
+    )
+    assert registered(server), kamailio.log()[-2000:]
+    parts = Setup(tmp_path, kamailio, server)
+    yield parts, callee_port
+    parts.sink.close()
+    server.stop()
+
+
+#: PIN, the number, and the ~6.5 s of "Sie werden mit 0 3 0 ... verbunden" before the call
+DIAL: list[Step] = [("pause", 800), ("keys", "4711#"), ("pause", 300), ("keys", f"{NUMBER}#")]
+DIALLED: list[Step] = [*DIAL, ("pause", 7000)]
+
+
+def test_the_called_party_sees_the_portals_name_and_number_and_both_hear_each_other(
+    setup: tuple[Setup, int],
+) -> None:
+    parts, port = setup
+    with parts.callee(answering(), port, echo=True) as callee:
+        audio: list[Step] = [("pause", 1000), ("audio", f"{PCAPS}/g711a.pcap"), ("pause", 2000)]
+        with parts.mobile([*DIALLED, *audio, ("hangup",)]) as caller:
+            invite = parts.sent.first("INVITE sip:+49301234567@", timeout=30)
+            assert invite.to == (HOST, parts.kamailio.port)  # through the proxy
+            result = caller.wait()
+        assert result.ok, result.describe()
+        called = callee.wait(timeout=10)  # its identity checks held, the BYE came
+    assert called.ok and called.successful == 1, called.describe()
+    ack = parts.sent.first("ACK sip:callee@")
+    ours = {p.ssrc for p in parts.sink.packets if p.at < ack.at}  # prompts, ringback
+    echoed = [p for p in parts.sink.packets if p.at > ack.at and p.ssrc not in ours]
+    assert len(echoed) > 50, "the mobile's audio did not come back through the bridge"
+    assert {p.payload_type for p in echoed} <= {8, 101}
+    assert parts.server.stats.bridged == 1
+    assert parts.server.stats.ended == {"dialed": 1, "caller": 1}
+    assert "dial" in parts.states
+    assert ended_cleanly(parts.server)
+
+
+def test_the_called_party_hanging_up_ends_the_mobiles_call(setup: tuple[Setup, int]) -> None:
+    parts, port = setup
+    with parts.callee(answering(hang_up_after_ms=1500), port) as callee:
+        with parts.mobile(DIAL, expect="bye") as caller:  # the portal's BYE ends it
+            result = caller.wait()
+        assert result.ok, result.describe()
+        assert callee.wait(timeout=10).ok
+    assert parts.server.stats.ended == {"dialed": 1, "remote": 1}
+    assert ended_cleanly(parts.server)
+
+
+def test_hanging_up_while_it_rings_cancels_the_call_back(setup: tuple[Setup, int]) -> None:
+    parts, port = setup
+    with parts.callee(ringing_until_cancelled(), port) as callee:
+        with parts.mobile([*DIALLED, ("pause", 1500), ("hangup",)]) as caller:
+            result = caller.wait()
+        assert result.ok, result.describe()
+        called = callee.wait(timeout=10)  # it got the CANCEL, answered 487, got the ACK
+    assert called.ok and called.successful == 1, called.describe()
+    assert parts.sent.all("CANCEL sip:+49301234567@")
+    ringback = [p for p in parts.sink.packets if p.payload_type == 8]
+    assert ringback  # the caller heard something while it rang
+    assert parts.server.stats.bridged == 0
+    assert ended_cleanly(parts.server)
+
+
+def test_busy_is_announced_and_the_caller_is_back_in_the_menu(setup: tuple[Setup, int]) -> None:
+    parts, port = setup
+    with parts.callee(busy(), port) as callee:
+        with parts.mobile([*DIALLED, ("pause", 3000), ("hangup",)]) as caller:
+            result = caller.wait()
+        assert result.ok, result.describe()
+        assert callee.wait(timeout=10).ok
+    dial = parts.states.index("dial")
+    assert parts.states[dial + 1 : dial + 3] == ["dial_busy", "menu"]
+    assert parts.server.stats.bridged == 0 and parts.server.stats.dials == 1
+    assert ended_cleanly(parts.server)
+
+
+def test_a_blocked_number_is_never_invited(setup: tuple[Setup, int]) -> None:
+    parts, _port = setup
+    steps: list[Step] = [*DIAL[:-1], ("keys", "0900123456#"), ("pause", 4000), ("hangup",)]
+    with parts.mobile(steps) as caller:
+        result = caller.wait()
+    assert result.ok, result.describe()
+    assert "blocked" in parts.states and "dial" not in parts.states
+    assert not parts.sent.all("INVITE ")
+    assert eventually(lambda: ended_cleanly(parts.server), 5)
