@@ -211,11 +211,27 @@ def _hostport(value: str) -> tuple[str, int]:
     "--pull-target",
     default="sip:*11@{registrar}",
     show_default=True,
-    help="REFER target of a call pull; {call}, {caller}, {registrar} and session "
-    "variables are filled in (e.g. sip:pull-{call}@pbx).",
+    help="With the simulated PBX (no dialog to replace): REFER target of a pull; {call}, "
+    "{caller}, {registrar} and session variables are filled in (e.g. sip:pull-{call}@pbx).",
 )
 @click.option("--transfer-target", default="sip:{target}@{registrar}", show_default=True)
-@click.option("--dial-target", default="sip:{number}@{registrar}", show_default=True)
+@click.option(
+    "--dial-target",
+    default="sip:{number}@{registrar}",
+    show_default=True,
+    help="Where call-backs go (through the proxy); {number} and session variables.",
+)
+@click.option(
+    "--domain",
+    default="",
+    help="Domain of the portal's own URIs on calls it places (default: the registrar's host).",
+)
+@click.option(
+    "--connect-timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds the remote party has to answer a pull (INVITE with Replaces).",
+)
 @click.option(
     "--rtp-timeout",
     default=60.0,
@@ -243,6 +259,8 @@ def serve(
     pull_target: str,
     transfer_target: str,
     dial_target: str,
+    domain: str,
+    connect_timeout: float,
     rtp_timeout: float,
     keepalive: float,
     inband: str,
@@ -269,6 +287,8 @@ def serve(
         pull_target=pull_target,
         transfer_target=transfer_target,
         dial_target=dial_target,
+        domain=domain,
+        connect_timeout=connect_timeout,
         rtp_timeout=rtp_timeout,
         keepalive=keepalive,
         inband={"auto": None, "on": True, "off": False}[inband],
