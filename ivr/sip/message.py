@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 import pyVoIP
 import pyVoIP.VoIP
@@ -44,6 +43,7 @@ REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
     420: "Bad Extension",
     480: "Temporarily Unavailable",
     410: "Gone",
@@ -159,8 +159,10 @@ class Message:
         return out
 
     @property
-    def sdp(self) -> dict[str, Any]:
-        return dict(self.parsed.body) if self.header("Content-Type") == "application/sdp" else {}
+    def sdp(self) -> bytes:
+        """The body when it is SDP (``Content-Type: application/sdp``), else empty."""
+        kind = self.header("Content-Type").split(";", 1)[0].strip().lower()
+        return self.body if kind == "application/sdp" else b""
 
 
 _LIST_HEADERS = {"Via", "Record-Route", "Route"}
@@ -226,11 +228,11 @@ def parse(datagram: bytes) -> Message:
     head, _, body = normalized.partition(b"\r\n\r\n")
     text = head.decode("utf-8").split("\r\n")
     lines = [(k, v) for k, _, v in (line.partition(": ") for line in text[1:])]
-    # pyVoIP's body parser only understands SDP (it raises on "5", a DTMF body)
-    sdp = body.replace(b"\r\n\r\n", b"\r\n") if b"Content-Type: application/sdp" in head else b""
+    # pyVoIP parses the headers only: bodies are read by ivr.sip.sdp and ivr.sip.dtmf
+    # (its body parser raised on a DTMF body, and dropped INVITEs for odd SDP)
     known = _known_to_pyvoip(text[0])
     try:
-        parsed = SIPMessage(known + b"\r\n" + head.partition(b"\r\n")[2] + b"\r\n\r\n" + sdp)
+        parsed = SIPMessage(known + b"\r\n" + head.partition(b"\r\n")[2] + b"\r\n\r\n")
     except Exception as exc:  # pyVoIP raises anything from ValueError to KeyError
         raise SipParseError(f"pyVoIP could not parse it: {type(exc).__name__}: {exc}") from None
     message = Message(parsed=parsed, lines=lines, body=body, start_line=text[0])

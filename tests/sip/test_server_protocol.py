@@ -312,7 +312,12 @@ def test_dialling_out_calls_back_with_the_portals_identity_and_bridges(
     portal_dir, no_leaks, peer: Peer
 ) -> None:
     callee = Peer()  # the proxy and the called party in one
-    server = start_server(portal_dir, registrar=("127.0.0.1", callee.port), register=False)
+    server = start_server(
+        portal_dir,
+        registrar=("127.0.0.1", callee.port),
+        register=False,
+        trust=("127.0.0.1/32",),  # the test's caller talks to it directly
+    )
     caller_media, callee_media = media_socket(), media_socket()
     try:
         ok = answer(server, peer, "c-dial", rtp_port=caller_media.getsockname()[1])
@@ -361,7 +366,12 @@ def test_a_busy_call_back_brings_the_caller_back_to_the_menu(
     portal_dir, no_leaks, peer: Peer
 ) -> None:
     callee = Peer()
-    server = start_server(portal_dir, registrar=("127.0.0.1", callee.port), register=False)
+    server = start_server(
+        portal_dir,
+        registrar=("127.0.0.1", callee.port),
+        register=False,
+        trust=("127.0.0.1/32",),  # the test's caller talks to it directly
+    )
     try:
         ok = answer(server, peer, "c-busy")
         keys_by_info(server, peer, "c-busy", to_tag(ok), "4711#0301234567#")
@@ -478,7 +488,9 @@ def test_transfer_refers_to_the_dialplans_uri(no_leaks: None, peer: Peer) -> Non
     from tests.conftest import DEMO
 
     engine = Engine(load_dialplan(DEMO))
-    config = ServeConfig(registrar=("127.0.0.1", 9), port=0, register=False)
+    config = ServeConfig(
+        registrar=("127.0.0.1", 9), port=0, register=False, trust=("127.0.0.1/32",)
+    )
     server = SipServer(engine, config, prompt_audio(engine))
     server.start()
     try:
