@@ -9,7 +9,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 
 from ivr.callcontrol import Connect
-from ivr.commands import Command, Dial, PullCall
+from ivr.commands import Command, Dial, PullCall, Transfer
 from ivr.dialogue import Engine
 from ivr.dialplan.loader import load_dialplan
 from ivr.errors import DialplanError, Problem
@@ -53,6 +53,9 @@ class PortalServices:
                 log.info("call %s: pull to the caller's number blocked", session.call_id)
                 return "blocked"
             return self.call_control.pull(command.call, to=session.caller)
+        if isinstance(command, Transfer) and self.forwarding_blocked(command.target):
+            log.info("call %s: transfer blocked (forwarded)", session.call_id)
+            return "blocked"
         if isinstance(command, Dial):
             if self.forwarding_blocked(command.number):
                 log.info("call %s: call-back blocked (forwarded)", session.call_id)

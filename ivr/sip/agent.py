@@ -31,6 +31,7 @@ from ivr.sip.legs import (
     LegEvent,
     LegFailed,
     LegProgress,
+    NotifyReceived,
     OfferReceived,
     ReferAnswered,
 )
@@ -417,8 +418,12 @@ class UserAgent:
 
     def _notify(self, request: Message, source: Address) -> None:
         txn = self.transactions.receive_request(request, source)
-        if txn is not None:
-            self._reply(txn, 200 if self._dialog_leg(request) is not None else 481)
+        if txn is None:
+            return
+        leg = self._dialog_leg(request)
+        self._reply(txn, 200 if leg is not None else 481)
+        if leg is not None:
+            self._events.append(NotifyReceived(leg, request))
 
     def _options(self, request: Message, source: Address) -> None:
         txn = self.transactions.receive_request(request, source)

@@ -68,6 +68,7 @@ from ivr.sip.legs import (
     LegEvent,
     LegFailed,
     LegProgress,
+    NotifyReceived,
     OfferReceived,
     ReferAnswered,
 )
@@ -88,6 +89,8 @@ SWEEP_SECONDS = 1.0
 RECEIVE_BUFFER = 4 << 20
 #: file descriptors kept for everything but RTP sockets (SIP, loop, logs, database)
 RESERVED_FDS = 64
+#: seconds to wait for the final NOTIFY of a REFER we sent
+REFER_WAIT = 30.0
 #: the playback number of the ringback tone (dialogue playbacks count from 1)
 RINGBACK = -1
 #: final responses to a call-back, by what the caller is told
@@ -455,20 +458,45 @@ class SipServer:
             rtp.retarget(offer)
 
     def _refer_answered(self, event: ReferAnswered) -> None:
+        """202: the other side took the REFER; its NOTIFYs tell how the call went.
+        A refusal (or no answer) is a failed transfer: back to the dialogue."""
         call = self._call_of(event.leg)
-        ok = 200 <= event.status < 300
-        if not ok:
-            log.warning("call %s: REFER refused (%d)", event.leg.call_id, event.status)
-        if call is not None and call.state == "referring" and not ok:
-            call.state = "answered"  # a pull by REFER failed: back to the dialogue
-            self.driver.submit(call.key, CallControlResult(result="failed"))
+        if call is None or call.state != "referring":
             return
-        if call is not None and call.state == "referring":
+        if 200 <= event.status < 300:
+            log.info("call %s: REFER accepted; waiting for its outcome", call.key)
+            return
+        log.warning("call %s: REFER refused (%d)", call.key, event.status)
+        self._referred(call, ok=False)
+
+    def _notify(self, event: NotifyReceived) -> None:
+        """A NOTIFY of our REFER (RFC 3515): its sipfrag's status is the outcome."""
+        call = self._call_of(event.leg)
+        if call is None or call.state != "referring":
+            return
+        status = sipfrag_status(event.request)
+        if status is None or status < 200:
+            return  # progress (100, 180) or not about the REFER
+        log.info("call %s: the referred call ended %d", call.key, status)
+        self._referred(call, ok=status < 300)
+
+    def _refer_timeout(self, call: Call) -> None:
+        """No final NOTIFY in time: the other side took the REFER, so the call was
+        most likely placed — leave it to them (a warning, then BYE)."""
+        if call.state == "referring":
+            log.warning("call %s: no outcome of the REFER in %.0f s", call.key, REFER_WAIT)
+            self._referred(call, ok=True)
+            self._flush()
+
+    def _referred(self, call: Call, *, ok: bool) -> None:
+        self._cancel_give_up(call)
+        if ok:  # the caller talks to the target now: our leg ends
             self.driver.submit(call.key, CallControlResult(result="connected"))
-            self._end(call, "pullcall")
-        self.agent.hang_up(event.leg, time.monotonic())
-        if call is not None:
+            self._end(call, "transfer" if call.connecting == "transfer" else "pullcall")
             self._forget(call)
+        else:
+            call.state = "answered"
+            self.driver.submit(call.key, CallControlResult(result="failed"))
 
     def _call_of(self, leg: Leg) -> Call | None:
         call = leg.owner
@@ -528,24 +556,24 @@ class SipServer:
         elif isinstance(command, Hangup):
             self._end(call, command.reason)
             self._forget(call)
-        elif isinstance(command, Transfer):
-            self._end(call, "transfer")
-            self._refer(call, self._target(command, outcome.variables))
-        elif isinstance(command, PullCall | Dial):
+        elif isinstance(command, Transfer | PullCall | Dial):
             self._connect(call, command, outcome)
 
     # --- pull and call-back ----------------------------------------------------------
-    def _connect(self, call: Call, command: PullCall | Dial, outcome: Outcome) -> None:
+    def _connect(self, call: Call, command: Transfer | PullCall | Dial, outcome: Outcome) -> None:
         decided = outcome.connect
         if isinstance(decided, str) and decided != "connected":
             self.driver.submit(call.key, CallControlResult(result=decided))
         elif isinstance(command, Dial):
             self._call_back(call, command, outcome.variables)
-        elif isinstance(decided, Replaces):
+        elif isinstance(command, PullCall) and isinstance(decided, Replaces):
             self._pull(call, decided)
-        else:  # no dialog to replace (simulated PBX): ask the PBX by REFER
+        else:  # a transfer, or a pull without a dialog to replace (simulated PBX): REFER
             call.state = "referring"
+            call.connecting = "transfer" if isinstance(command, Transfer) else "pull"
             self._refer(call, self._target(command, outcome.variables))
+            wait = self._guarded(call, lambda: self._refer_timeout(call))
+            call.give_up = self.loop.call_later(REFER_WAIT, wait)
 
     def _pull(self, call: Call, replaces: Replaces) -> None:
         """INVITE the desk call's remote party with Replaces: it leaves the desk phone
@@ -850,6 +878,16 @@ class SipServer:
         self.loop.call_later(SWEEP_SECONDS, self._sweep)
 
 
+def sipfrag_status(notify: Message) -> int | None:
+    """The status of a ``message/sipfrag`` NOTIFY body (``SIP/2.0 200 OK`` -> 200)."""
+    if not notify.header("Content-Type").lower().startswith("message/sipfrag"):
+        return None
+    first = notify.body.split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if len(first) >= 2 and first[0] == "SIP/2.0" and first[1].isdigit():
+        return int(first[1])
+    return None
+
+
 def resolve(address: tuple[str, int]) -> tuple[str, int]:
     """``(host, port)`` with the host as an IP address (the registrar is trusted by
     the address its datagrams come from)."""
@@ -883,6 +921,7 @@ _EVENTS: dict[type[LegEvent], Callable[[SipServer, Any], None]] = {
     LegAnswered: SipServer._answered,
     InfoReceived: SipServer._info,
     OfferReceived: SipServer._offer,
+    NotifyReceived: SipServer._notify,
     ReferAnswered: SipServer._refer_answered,
 }
 
