@@ -247,6 +247,13 @@ class SipServer:
         self._thread = threading.Thread(target=self.loop.run, name="ivr-sip", daemon=True)
         self._thread.start()
 
+    def dead_thread(self) -> str | None:
+        """The name of a thread of ours that died (it never should), else None."""
+        for thread in (self._thread, self.driver.thread):
+            if thread is not None and thread.ident is not None and not thread.is_alive():
+                return thread.name
+        return None
+
     def stop(self, timeout: float = 5.0) -> None:
         """Hang up every call, de-register, stop both threads, close every socket."""
 
