@@ -360,6 +360,57 @@ def unlock(directory: str, employee: str, store: str | None) -> None:
     click.echo(f"{employee!r} unlocked ({path})")
 
 
+@portal.command()
+@click.argument("directory", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="The SQLite lockout file (default: .ivr-lockouts.sqlite beside DIRECTORY).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def locks(directory: str, store: str | None, as_json: bool) -> None:
+    """List employees who are locked out or have failed PIN attempts: how many in a
+    row, until when the lock lasts, and where the recent failures came from."""
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    from ivr.portal.lockout import SqliteLockoutStore
+    from ivr.portal.services import DEFAULT_STORE_NAME
+
+    path = Path(store) if store else Path(directory).with_name(DEFAULT_STORE_NAME)
+    if not path.exists():
+        click.echo(f"no lockout file {path}: nobody has failed a PIN yet")
+        return
+    now = time.time()
+
+    def when(seconds: float) -> str:
+        return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+    states = SqliteLockoutStore(path).states()
+    if as_json:
+        rows = [
+            {
+                "employee": s.employee,
+                "failures": s.failures,
+                "locked": s.locked_until > now,
+                "locked_until": when(s.locked_until) if s.locked_until else None,
+                "recent": [{"at": when(f.at), "source": f.source} for f in s.recent],
+            }
+            for s in states
+        ]
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not states:
+        click.echo("nobody is locked out or has failed attempts")
+        return
+    for state in states:
+        status = f"LOCKED until {when(state.locked_until)}" if state.locked_until > now else "-"
+        click.echo(f"{state.employee}: {state.failures} failure(s) in a row, {status}")
+        for failure in state.recent[-5:]:
+            click.echo(f"    {when(failure.at)}  {failure.source}")
+
+
 @main.group()
 @click.option("--lang", default="de", show_default=True, help="Catalog language (prompts/LANG).")
 @click.option("--catalog", type=click.Path(file_okay=False), help="Catalog directory.")
