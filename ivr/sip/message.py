@@ -29,7 +29,9 @@ USER_AGENT = "ivr"
 #: the methods we accept (we send REFER, but take none)
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
 _URI = re.compile(r"<([^>]*)>|(sip:[^;,\s]+)")
-_HOSTPORT = re.compile(r"sips?:(?:[^@;>]*@)?(\[[^\]]+\]|[^:;>]+)(?::(\d+))?")
+_HOSTPORT = re.compile(
+    r"sips?:(?:[^@;>]*@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(\d{1,5}))?(?=[;>?]|$)"
+)
 _BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
 REASONS = {
     100: "Trying",
@@ -273,10 +275,13 @@ def uri_of(value: str) -> str:
 
 def address_of(uri: str, default_port: int = 5060) -> tuple[str, int]:
     """Host and port a request to ``uri`` goes to."""
-    match = _HOSTPORT.search(uri)
+    match = _HOSTPORT.search(uri.strip())
     if match is None:
-        raise SipParseError(f"no host in {uri!r}")
-    return match.group(1).strip("[]"), int(match.group(2) or default_port)
+        raise SipParseError(f"no host in {uri[:80]!r}")
+    port = int(match.group(2) or default_port)
+    if not 0 < port < 65536:
+        raise SipParseError(f"bad port in {uri[:80]!r}")
+    return match.group(1).strip("[]"), port
 
 
 def new_tag() -> str:
