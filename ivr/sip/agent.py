@@ -49,7 +49,7 @@ from ivr.sip.message import (
     via,
 )
 from ivr.sip.timers import TimerQueue
-from ivr.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
+from ivr.sip.transaction import T1, ClientTransaction, ServerTransaction, TransactionLayer
 from ivr.sip.trust import Trust
 
 log = logging.getLogger("ivr.sip")
@@ -88,10 +88,12 @@ class UserAgent:
         trust: Trust | None = None,
         call_rate: SourceLimiter | None = None,
         max_calls: int = 0,
+        t1: float = T1,
     ) -> None:
         """``trust``: the only sources taken (None: everyone — tests, not a service);
         ``call_rate``: new INVITEs per source; ``max_calls``: incoming calls at once
-        (0: no cap). Both limits answer 503 with Retry-After."""
+        (0: no cap). Both limits answer 503 with Retry-After. ``t1``: RFC 3261's
+        round-trip estimate, which scales every transaction timer."""
         self.host, self.port, self.user = host, port, user
         self.contact = f"<sip:{user}@{host}:{port}>"
         self.trust = trust
@@ -99,7 +101,7 @@ class UserAgent:
         self.max_calls = max_calls
         self.now = 0.0
         self.timers = TimerQueue()
-        self.transactions = TransactionLayer(self.timers, self._send, lambda: self.now)
+        self.transactions = TransactionLayer(self.timers, self._send, lambda: self.now, t1=t1)
         self.legs: dict[str, Leg] = {}
         self.stats = AgentStats()
         self.throttle = LogThrottle(log)
@@ -553,7 +555,9 @@ class UserAgent:
     def _no_ack(self, leg: Leg) -> None:
         if leg.acked or leg.state not in ("confirmed", "ending"):
             return
-        log.warning("call %s: no ACK for our 200 OK; ending the call", leg.call_id)
+        self.throttle.warning(
+            "no-ack", self.now, "call %s: no ACK for our 200 OK; ending it", leg.call_id
+        )
         leg.acked = True  # no more waiting for it: a BYE may go now (§15)
         leg.state = "confirmed"
         self.hang_up(leg, self.now)

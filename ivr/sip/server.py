@@ -144,6 +144,8 @@ class ServeConfig:
     #: RTP: latch on the first packet from anywhere (callers behind NAT), not only from
     #: the SDP's address
     rtp_latch_any: bool = False
+    #: RFC 3261 T1 (s): every retransmission and transaction timeout scales with it
+    sip_t1: float = 0.5
 
 
 @dataclass(slots=True)
@@ -220,6 +222,7 @@ class SipServer:
             trust=Trust.of([resolve(config.registrar)], config.trust),
             call_rate=SourceLimiter(config.call_rate, config.call_burst),
             max_calls=self.max_calls,
+            t1=config.sip_t1,
         )
         self.registration = Registration(
             self.agent,
