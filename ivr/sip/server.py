@@ -321,7 +321,9 @@ class SipServer:
         try:
             self.sock.sendto(data, address)
         except OSError as exc:
-            log.warning("could not send to %s:%d: %s", *address, exc)
+            self.agent.throttle.warning(
+                "send", time.monotonic(), "could not send to %s:%d: %s", *address, exc
+            )
 
     def _before_wait(self, now: float) -> float | None:
         """Before the loop waits: the agent's due timers, the media due; returns the
@@ -346,13 +348,17 @@ class SipServer:
         try:
             offer = read_offer(request.sdp)
         except SdpError as exc:
-            log.warning("call %s: refused offer: %s", leg.call_id, exc)
+            self.agent.throttle.warning(
+                "offer", now, "call %s: refused offer: %s", leg.call_id, exc
+            )
             self.agent.reject(leg, 488, now)
             return
         try:
             sock = self.ports.open(self.config.bind)
         except PortsExhausted:
-            log.error("call %s: no free RTP port; answering 503", leg.call_id)
+            self.agent.throttle.warning(
+                "ports", now, "call %s: no free RTP port; answering 503", leg.call_id
+            )
             self.agent.reject(leg, 503, now)
             return
         key = leg.call_id
@@ -461,7 +467,9 @@ class SipServer:
         try:
             offer = read_offer(event.request.sdp)
         except SdpError as exc:
-            log.warning("call %s: re-INVITE offer ignored: %s", call.key, exc)
+            self.agent.throttle.warning(
+                "reoffer", time.monotonic(), "call %s: re-INVITE offer ignored: %s", call.key, exc
+            )
             return
         rtp = call.rtp if event.leg is call.leg else call.peer_rtp
         if rtp is not None:
