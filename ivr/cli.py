@@ -305,7 +305,6 @@ def serve(
 
     from ivr.sip.serve import serve as run_server
     from ivr.sip.server import ServeConfig
-
     from ivr.sip.trust import Trust
 
     first, _, last = rtp_ports.partition("-")

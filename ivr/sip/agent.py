@@ -66,8 +66,9 @@ KNOWN_METHODS = frozenset(
 
 @dataclass(slots=True)
 class AgentStats:
-    """Counters of the datagrams the agent did not take, and why."""
+    """Counters of the datagrams the agent read, the ones it did not take, and why."""
 
+    datagrams: int = 0
     bad_datagrams: int = 0
     stray_responses: int = 0
     untrusted: int = 0
@@ -112,6 +113,7 @@ class UserAgent:
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
         """Take one datagram from ``source``."""
         self.now = now
+        self.stats.datagrams += 1
         if self.trust is not None and not self.trust.allows(source):
             self.stats.untrusted += 1  # no answer: nothing to learn, nothing to reflect
             self.throttle.warning(
@@ -122,7 +124,7 @@ class UserAgent:
             return
         try:
             message = parse(data)
-        except SipParseError as exc:
+        except Exception as exc:  # SipParseError, or anything the parser did not foresee
             self.stats.bad_datagrams += 1
             self.throttle.warning("bad", now, "ignored a datagram from %s:%d: %s", *source[:2], exc)
             return

@@ -168,6 +168,7 @@ class Message:
 
 
 _LIST_HEADERS = {"Via", "Record-Route", "Route"}
+_CSEQ = re.compile(r"^\d{1,10}\s+[A-Za-z]+$")
 _VIA = re.compile(
     r"^\s*SIP\s*/\s*2\.0\s*/\s*\w+\s+"  # protocol and transport
     r"(\[[^\]]+\]|[^\s;:]+)(?:\s*:\s*(\d+))?\s*((?:;.*)?)$",  # host, port, parameters
@@ -203,6 +204,10 @@ def tag_of(name_addr: str) -> str:
 
 def _split_list(value: str) -> list[str]:
     """Split a comma-separated header value, not inside <> or quotes."""
+    if "," not in value:
+        return [value.strip()] if value.strip() else []
+    if '"' not in value and "<" not in value:
+        return [part.strip() for part in value.split(",") if part.strip()]
     parts: list[str] = []
     current: list[str] = []
     depth, quoted = 0, False
@@ -245,6 +250,8 @@ def parse(datagram: bytes) -> Message:
     if not vias:
         raise SipParseError("no Via header")
     via_parts(vias[0])  # raises for an unusable one
+    if not _CSEQ.match(message.header("CSeq")):
+        raise SipParseError(f"bad CSeq {message.header('CSeq')[:40]!r}")
     return message
 
 

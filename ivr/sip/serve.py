@@ -87,7 +87,8 @@ def serve(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if stats is not None:
-            stats.write_text(json.dumps(asdict(server.stats), indent=1))
+            counters = {**asdict(server.stats), "sip": asdict(server.agent.stats)}
+            stats.write_text(json.dumps(counters, indent=1))
     if dead is not None:  # a supervisor (systemd, the dispatcher's probe) restarts us
         log.critical("the %s thread died; stopping with exit status %d", dead, THREAD_DIED)
         raise SystemExit(THREAD_DIED)
