@@ -46,6 +46,7 @@ from ivr.commands import (
     Transfer,
 )
 from ivr.dialogue import Engine
+from ivr.errors import IvrError
 from ivr.events import (
     CallControlResult,
     CallHungUp,
@@ -209,7 +210,14 @@ class SipServer:
         self.calls: dict[str, Call] = {}
         self.stats = Stats()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((config.bind, config.port))
+        try:
+            self.sock.bind((config.bind, config.port))
+        except OSError as exc:
+            self.sock.close()
+            raise IvrError(
+                f"cannot listen on {config.bind}:{config.port}: {exc.strerror} "
+                "(another portal? choose --port)"
+            ) from None
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.address: tuple[str, int] = self.sock.getsockname()
