@@ -121,7 +121,8 @@ class RpcError(RuntimeError):
 class Kamailio:
     """A local Kamailio registrar/proxy on 127.0.0.1:port, as a context manager.
 
-    ``password`` turns on digest auth for REGISTER (defines WITH_AUTH, AUTH_PASSWORD).
+    ``password`` turns on digest auth (defines WITH_AUTH, AUTH_PASSWORD): for REGISTER,
+    and for INVITEs from untrusted sources, which then get P-Asserted-Identity.
     The location table is in memory: ``restart()`` forgets all registrations.
     JSON-RPC listens on UDP 127.0.0.1:``rpc_port`` (define RPC_PORT). ``trusted`` is
     one ``"IP:PORT"`` or several whose P-Asserted-Identity the proxy keeps (define
