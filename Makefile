@@ -15,6 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 run: system venv
 	$(BIN)/ivr check --portal examples/portal/portal.yaml dialplans/anywhere_portal.yaml
+	$(BIN)/ivr check --portal examples/portal/kamailio.yaml dialplans/anywhere_portal.yaml
 	$(BIN)/ivr simulate dialplans/anywhere_portal.yaml --portal examples/portal/portal.yaml \
 		--caller "+49 171 1234567" --keys "4711# *11"
 	examples/run_portal.sh

@@ -246,6 +246,34 @@ def _hostport(value: str) -> tuple[str, int]:
     show_default=True,
     help="In-band DTMF detection (auto: when no telephone-event was negotiated).",
 )
+@click.option(
+    "--trust",
+    multiple=True,
+    metavar="CIDR",
+    help="Also take SIP from this network (repeatable); the registrar's own address is "
+    "always trusted, everything else is dropped unanswered.",
+)
+@click.option(
+    "--identity",
+    type=click.Choice(["pai", "pai-only", "from"]),
+    default="pai",
+    show_default=True,
+    help="The caller's number: from P-Asserted-Identity (else From), only from it, or from From.",
+)
+@click.option("--call-rate", default=20.0, show_default=True, help="New calls/s per source.")
+@click.option("--call-burst", default=40, show_default=True, help="Burst of new calls per source.")
+@click.option(
+    "--max-calls",
+    default=0,
+    show_default=True,
+    help="Calls at once (0: what the open-file limit and the RTP ports allow).",
+)
+@click.option(
+    "--rtp-latch-any",
+    is_flag=True,
+    help="Take a call's RTP from wherever its first packet comes (callers behind NAT), "
+    "and answer there; by default only from the host its SDP names.",
+)
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write counters here at exit.")
 def serve(
     dialplan: str,
@@ -264,6 +292,12 @@ def serve(
     rtp_timeout: float,
     keepalive: float,
     inband: str,
+    trust: tuple[str, ...],
+    identity: str,
+    call_rate: float,
+    call_burst: int,
+    max_calls: int,
+    rtp_latch_any: bool,
     stats: str | None,
 ) -> None:
     """Answer real calls to DIALPLAN over SIP (register at --registrar); Ctrl-C stops."""
@@ -271,10 +305,15 @@ def serve(
 
     from ivr.sip.serve import serve as run_server
     from ivr.sip.server import ServeConfig
+    from ivr.sip.trust import Trust
 
     first, _, last = rtp_ports.partition("-")
     if not (first.isdigit() and last.isdigit()):
         raise click.BadParameter(f"{rtp_ports!r}: use FIRST-LAST", param_hint="--rtp-ports")
+    try:
+        Trust.of([], trust)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trust") from None
     if logging.getLogger().level > logging.WARNING:
         logging.getLogger("ivr").setLevel(logging.WARNING)
     config = ServeConfig(
@@ -292,6 +331,12 @@ def serve(
         rtp_timeout=rtp_timeout,
         keepalive=keepalive,
         inband={"auto": None, "on": True, "off": False}[inband],
+        trust=trust,
+        identity=identity,
+        call_rate=call_rate,
+        call_burst=call_burst,
+        max_calls=max_calls,
+        rtp_latch_any=rtp_latch_any,
     )
     run_server(
         Path(dialplan),
@@ -358,6 +403,57 @@ def unlock(directory: str, employee: str, store: str | None) -> None:
     path = Path(store) if store else Path(directory).with_name(DEFAULT_STORE_NAME)
     SqliteLockoutStore(path).reset(employee)
     click.echo(f"{employee!r} unlocked ({path})")
+
+
+@portal.command()
+@click.argument("directory", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="The SQLite lockout file (default: .ivr-lockouts.sqlite beside DIRECTORY).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def locks(directory: str, store: str | None, as_json: bool) -> None:
+    """List employees who are locked out or have failed PIN attempts: how many in a
+    row, until when the lock lasts, and where the recent failures came from."""
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    from ivr.portal.lockout import SqliteLockoutStore
+    from ivr.portal.services import DEFAULT_STORE_NAME
+
+    path = Path(store) if store else Path(directory).with_name(DEFAULT_STORE_NAME)
+    if not path.exists():
+        click.echo(f"no lockout file {path}: nobody has failed a PIN yet")
+        return
+    now = time.time()
+
+    def when(seconds: float) -> str:
+        return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+    states = SqliteLockoutStore(path).states()
+    if as_json:
+        rows = [
+            {
+                "employee": s.employee,
+                "failures": s.failures,
+                "locked": s.locked_until > now,
+                "locked_until": when(s.locked_until) if s.locked_until else None,
+                "recent": [{"at": when(f.at), "source": f.source} for f in s.recent],
+            }
+            for s in states
+        ]
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not states:
+        click.echo("nobody is locked out or has failed attempts")
+        return
+    for state in states:
+        status = f"LOCKED until {when(state.locked_until)}" if state.locked_until > now else "-"
+        click.echo(f"{state.employee}: {state.failures} failure(s) in a row, {status}")
+        for failure in state.recent[-5:]:
+            click.echo(f"    {when(failure.at)}  {failure.source}")
 
 
 @main.group()

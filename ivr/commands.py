@@ -1,7 +1,7 @@
 """Commands: what a runtime must do. A Dialogue returns them from ``handle()``.
 
 All commands are frozen, slotted, keyword-only dataclasses that validate on construction.
-``Transfer`` and ``Hangup`` end the dialogue. ``PullCall`` and ``Dial`` ask the runtime
+``Hangup`` ends the dialogue. ``Transfer``, ``PullCall`` and ``Dial`` ask the runtime
 to connect the caller to another party; the runtime answers with
 :class:`~ivr.events.CallControlResult` (``connected`` ends the dialogue).
 """
@@ -96,7 +96,8 @@ class CancelTimer(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transfer(Command):
-    """Blind-transfer the caller to ``target`` (a number or SIP URI). Ends the dialogue."""
+    """Blind-transfer the caller to ``target`` (a number or SIP URI); a
+    :class:`~ivr.events.CallControlResult` follows."""
 
     target: str
 
@@ -148,6 +149,6 @@ class Hangup(Command):
 
 
 #: commands that end the dialogue
-ENDING_COMMANDS = (Transfer, Hangup)
+ENDING_COMMANDS = (Hangup,)
 #: commands the runtime answers with a CallControlResult
-CONNECTING_COMMANDS = (PullCall, Dial)
+CONNECTING_COMMANDS = (Transfer, PullCall, Dial)

@@ -24,7 +24,6 @@ from ivr.commands import (
     PlayPrompt,
     StartTimer,
     StopPrompt,
-    Transfer,
 )
 from ivr.dialplan.model import Dialplan
 from ivr.errors import DialplanError, HookError, IvrError, UnexpectedEventError
@@ -434,8 +433,6 @@ _HANDLERS: dict[type[Event], Callable[[Dialogue, Any], None]] = {
 
 
 def _outcome(command: Command) -> str:
-    if isinstance(command, Transfer):
-        return "transferred"
     if isinstance(command, Hangup) and command.reason == "refused":
         return "refused"
     return "hangup"

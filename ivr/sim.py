@@ -361,7 +361,7 @@ class _Run:
         )
         self._connect(command)
 
-    def _connect(self, command: PullCall | Dial) -> None:
+    def _connect(self, command: Transfer | PullCall | Dial) -> None:
         """Ask the simulated world (the effects) how the pull or dial ends, and report
         it to the dialogue right after the current event."""
         result = "connected"
@@ -383,6 +383,7 @@ class _Run:
 
     def _transfer(self, command: Transfer) -> None:
         self.line("transfer", target=command.target)
+        self._connect(command)
 
     def _hangup(self, command: Hangup) -> None:
         self.line("hangup", reason=command.reason)

@@ -28,16 +28,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ivr.callcontrol import Connect
+from ivr.commands import Command, Dial, PullCall, Transfer
 from ivr.dialogue import Engine, coverage_listener
 from ivr.dialplan.loader import load_dialplan
 from ivr.dialplan.model import Dialplan
 from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, IvrError, Problem
 from ivr.prompts.durations import PromptDurations
+from ivr.session import Session
 from ivr.sim import (
     OUTCOMES,
     REFERENCE_START,
@@ -172,6 +175,13 @@ def _report(failures: list[str], call: SimCall) -> str:
 
 
 # --- scenario files ------------------------------------------------------------------
+#: results a scenario may script for a transfer, pull or dial (``call_control``)
+CallControlResultName = Literal[
+    "connected", "failed", "busy", "not_found", "unavailable", "no_answer", "blocked"
+]
+_COMMAND_KINDS = {Transfer: "transfer", PullCall: "pull", Dial: "dial"}
+
+
 class Expectation(BaseModel):
     """What a scripted call must produce."""
 
@@ -200,6 +210,11 @@ class Scenario(BaseModel):
     )
     after: float | None = Field(
         default=None, ge=0, description="seconds after the previous call of the file ended"
+    )
+    call_control: dict[Literal["transfer", "pull", "dial"], CallControlResultName] = Field(
+        default_factory=dict,
+        description="how the PBX ends this call's transfer, pull or dial (instead of the "
+        "simulated PBX), e.g. {transfer: busy}",
     )
     expect: Expectation = Field(default_factory=Expectation)
 
@@ -302,7 +317,11 @@ class ScenarioRunner:
     ) -> ScenarioResult:
         """Run one scenario on ``engine``, starting at virtual time ``start``."""
         try:
-            call = Simulator(engine, durations=self.durations(engine)).run(
+            call = Simulator(
+                engine,
+                durations=self.durations(engine),
+                effects=scripted_effects(engine, scenario.call_control),
+            ).run(
                 parse_script(scenario.keys),
                 caller=scenario.caller,
                 called=scenario.called,
@@ -323,6 +342,24 @@ class ScenarioRunner:
     def coverage(self) -> list[Coverage]:
         """Transition coverage of everything run so far, per dialplan."""
         return [Coverage.of(engine, self.fired[key]) for key, engine in self.engines.items()]
+
+
+def scripted_effects(
+    engine: Engine, results: Mapping[Any, str]
+) -> Callable[[Command, Session], Connect] | None:
+    """The engine context's call control, with ``results`` ({kind: result}) answering
+    for the kinds they name; None (the simulator's default) when there are none."""
+    if not results:
+        return None
+    apply = getattr(engine.context, "apply", None)
+
+    def effects(command: Command, session: Session) -> Connect:
+        kind = _COMMAND_KINDS.get(type(command), "")
+        if kind in results:
+            return results[kind]
+        return apply(command, session) if apply is not None else None
+
+    return effects
 
 
 def load_scenarios(path: Path) -> tuple[ScenarioFile, list[int]]:

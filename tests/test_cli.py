@@ -21,7 +21,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_check_clean_dialplan_exits_0() -> None:
     code, out, err = run("check", str(DEMO))
     assert code == 0
-    assert "ok (9 states" in out
+    assert "ok (10 states" in out
     assert err == ""
 
 
@@ -108,8 +108,8 @@ def test_simulate_bad_token_exits_2() -> None:
 def test_test_command_summary_and_coverage(tmp_path: Path) -> None:
     code, out, _ = run("test", str(ROOT / "tests" / "scenarios" / "demo.yaml"), "--coverage")
     assert code == 0
-    assert "transitions 17/17 (100%)" in out
-    assert out.rstrip().endswith("12 passed, 0 failed")
+    assert "transitions 19/19 (100%)" in out
+    assert out.rstrip().endswith("13 passed, 0 failed")
 
 
 def test_test_command_failure_shows_expected_and_actual(tmp_path: Path) -> None:

@@ -273,6 +273,30 @@ def test_unlock_clears_a_lockout(tmp_path: Path) -> None:
     assert store.locked_until("erika") == 0.0
 
 
+def test_locks_lists_who_is_locked_and_where_the_failures_came_from(tmp_path: Path) -> None:
+    import json
+    import time
+
+    directory = portal_with(tmp_path).with_name("directory.yaml")
+    store_path = tmp_path / "l.db"
+    args = ["portal", "locks", str(directory), "--store", str(store_path)]
+    assert "nobody has failed a PIN yet" in CliRunner().invoke(main, args).output
+    store = SqliteLockoutStore(store_path)
+    now = time.time()
+    for i in range(5):
+        store.record_failure("erika", now + i, LockoutPolicy(), f"+4930999{i} (call x{i})")
+    store.record_failure("max", now, LockoutPolicy(), "+4989555 (call y)")
+    table = CliRunner().invoke(main, args)
+    assert table.exit_code == 0
+    assert "erika: 0 failure(s) in a row, LOCKED until " in table.output
+    assert "+49309994 (call x4)" in table.output and "max: 1 failure(s) in a row, -" in table.output
+    rows = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    assert [(r["employee"], r["locked"], len(r["recent"])) for r in rows] == [
+        ("erika", True, 5),
+        ("max", False, 1),
+    ]
+
+
 def test_check_portal_exit_codes(tmp_path: Path) -> None:
     ok = CliRunner().invoke(
         main, ["check", "--portal", str(PORTAL_EXAMPLES / "portal.yaml"), str(PORTAL_DIALPLAN)]

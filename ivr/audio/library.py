@@ -172,7 +172,10 @@ class PromptAudio:
         raw = self.cache_dir / f"tts-{self.key(piece)}.wav"
         try:
             synthesizer.render(piece.text, raw, prompt=piece.name)
-            return convert.to_telephony(convert.load_wav(str(raw)))
+            segment = convert.load_wav(str(raw))
+            if len(segment) == 0:
+                raise TtsError(f"prompt {piece.name!r}: the speech engine wrote no audio")
+            return convert.to_telephony(segment)
         finally:
             raw.unlink(missing_ok=True)
 

@@ -56,7 +56,8 @@ def engine_version() -> str:
 
 
 def wav_complete(path: Path) -> bool:
-    """True when ``path`` is a WAV whose RIFF size matches the file (fully written)."""
+    """True when ``path`` is a WAV whose RIFF size matches the file (fully written) and
+    that holds audio (a header alone — espeak once wrote one under load — is not done)."""
     try:
         with path.open("rb") as wav:
             head = wav.read(12)
@@ -66,7 +67,7 @@ def wav_complete(path: Path) -> bool:
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return False
     riff_size = struct.unpack("<I", head[4:8])[0]
-    return size >= 44 and riff_size + 8 <= size
+    return size > 44 and riff_size + 8 <= size
 
 
 class Synthesizer:

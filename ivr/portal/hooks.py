@@ -12,7 +12,7 @@ from ivr.hooks import Hooks
 from ivr.portal.callcontrol import CallControlUnavailable
 from ivr.portal.numbers import to_e164
 from ivr.portal.pin import verify_pin as pin_matches
-from ivr.portal.services import PortalServices
+from ivr.portal.services import LockEvent, PortalServices
 from ivr.secret import Secret
 from ivr.session import Session
 
@@ -101,10 +101,13 @@ def verify_pin(session: Session) -> str:
         log.info("call %s: PIN accepted", session.call_id)
         return "ok"
     attempts = session.vars["pin_attempts"] = int(session.vars.get("pin_attempts") or 0) + 1
-    services.lockouts.record_failure(employee_id, now, policy.lockout())
+    source = f"{session.caller or 'anonymous'} (call {session.call_id})"
+    count = services.lockouts.record_failure(employee_id, now, policy.lockout(), source)
     log.warning("call %s: wrong PIN for %s (attempt %d)", session.call_id, employee_id, attempts)
-    if services.lockouts.locked_until(employee_id) > now:
-        log.warning("call %s: employee %s locked out", session.call_id, employee_id)
+    until = services.lockouts.locked_until(employee_id)
+    if until > now:
+        if count == 0:  # this failure locked: an event for the operators
+            services.report_lockout(LockEvent(employee_id, until, policy.lockout_failures, source))
         return "locked"
     return "too_many" if attempts >= policy.attempts_per_call else "wrong"
 

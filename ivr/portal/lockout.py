@@ -3,15 +3,22 @@
 A small store interface with two implementations: :class:`SqliteLockoutStore` (the
 default: survives a restart, one file shared by the processes of one host) and
 :class:`MemoryLockoutStore` (tests, the simulator). Times are seconds from the
-runtime's clock (virtual in the simulator).
+runtime's clock (virtual in the simulator). Each failure keeps where it came from (the
+caller number as presented, and the call), so an operator can see who is guessing
+(``ivr portal locks``); never the digits.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+#: failures remembered per employee, for the operator's listing
+KEPT_FAILURES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,17 +29,41 @@ class LockoutPolicy:
     seconds: float = 15 * 60
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One wrong PIN: when, and from where (caller number and call id)."""
+
+    at: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    """An employee with failures or a lockout, for the operator."""
+
+    employee: str
+    failures: int  # consecutive, since the last lock or correct PIN
+    locked_until: float
+    recent: tuple[Failure, ...] = field(default=())
+
+
 class LockoutStore(Protocol):
     """Where failure counts and lockouts live."""
 
     def locked_until(self, employee: str) -> float:
         """When the employee's lockout ends (0 when never locked)."""
 
-    def record_failure(self, employee: str, now: float, policy: LockoutPolicy) -> int:
-        """Count one failure; lock when the policy's count is reached. Returns the count."""
+    def record_failure(
+        self, employee: str, now: float, policy: LockoutPolicy, source: str = ""
+    ) -> int:
+        """Count one failure from ``source``; lock when the policy's count is reached.
+        Returns the count (0 right after locking)."""
 
     def reset(self, employee: str) -> None:
         """A correct PIN (or an admin's unlock): forget failures and lockout."""
+
+    def states(self) -> list[LockState]:
+        """Every employee with failures or a lockout (locked or not any more)."""
 
 
 class MemoryLockoutStore:
@@ -41,11 +72,17 @@ class MemoryLockoutStore:
     def __init__(self) -> None:
         self._failures: dict[str, int] = {}
         self._locked: dict[str, float] = {}
+        self._recent: dict[str, list[Failure]] = {}
 
     def locked_until(self, employee: str) -> float:
         return self._locked.get(employee, 0.0)
 
-    def record_failure(self, employee: str, now: float, policy: LockoutPolicy) -> int:
+    def record_failure(
+        self, employee: str, now: float, policy: LockoutPolicy, source: str = ""
+    ) -> int:
+        recent = self._recent.setdefault(employee, [])
+        recent.append(Failure(now, source))
+        del recent[:-KEPT_FAILURES]
         count = self._failures.get(employee, 0) + 1
         if count >= policy.failures:
             # never shorten a lock (a clock stepped back, a late failure): as SQLite does
@@ -57,33 +94,54 @@ class MemoryLockoutStore:
     def reset(self, employee: str) -> None:
         self._failures.pop(employee, None)
         self._locked.pop(employee, None)
+        self._recent.pop(employee, None)
+
+    def states(self) -> list[LockState]:
+        return [
+            LockState(e, self._failures.get(e, 0), self._locked.get(e, 0.0), tuple(recent))
+            for e, recent in sorted(self._recent.items())
+        ]
 
 
 class SqliteLockoutStore:
-    """Lockouts in an SQLite file; each operation is its own short transaction."""
+    """Lockouts in an SQLite file; each operation is its own short transaction on a
+    connection that is closed right after (no descriptor waits for the collector)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS lockout ("
                 " employee TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0,"
                 " locked_until REAL NOT NULL DEFAULT 0)"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS failure ("
+                " employee TEXT NOT NULL, at REAL NOT NULL, source TEXT NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS failure_employee ON failure (employee, at)")
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10, isolation_level="IMMEDIATE")
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level="IMMEDIATE")
+        try:
+            with db:  # commit, or roll back on an exception
+                yield db
+        finally:
+            db.close()
 
     def locked_until(self, employee: str) -> float:
-        with self._connect() as db:
+        with self._transaction() as db:
             row = db.execute(
                 "SELECT locked_until FROM lockout WHERE employee = ?", (employee,)
             ).fetchone()
         return float(row[0]) if row else 0.0
 
-    def record_failure(self, employee: str, now: float, policy: LockoutPolicy) -> int:
-        with self._connect() as db:
+    def record_failure(
+        self, employee: str, now: float, policy: LockoutPolicy, source: str = ""
+    ) -> int:
+        with self._transaction() as db:
             row = db.execute(
                 "SELECT failures FROM lockout WHERE employee = ?", (employee,)
             ).fetchone()
@@ -97,8 +155,31 @@ class SqliteLockoutStore:
                 " locked_until = MAX(lockout.locked_until, excluded.locked_until)",
                 (employee, count, locked),
             )
+            db.execute("INSERT INTO failure VALUES (?, ?, ?)", (employee, now, source))
+            db.execute(
+                "DELETE FROM failure WHERE employee = ? AND rowid NOT IN (SELECT rowid"
+                " FROM failure WHERE employee = ? ORDER BY at DESC LIMIT ?)",
+                (employee, employee, KEPT_FAILURES),
+            )
         return count
 
     def reset(self, employee: str) -> None:
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM lockout WHERE employee = ?", (employee,))
+            db.execute("DELETE FROM failure WHERE employee = ?", (employee,))
+
+    def states(self) -> list[LockState]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT employee, failures, locked_until FROM lockout ORDER BY employee"
+            ).fetchall()
+            recent = db.execute(
+                "SELECT employee, at, source FROM failure ORDER BY employee, at"
+            ).fetchall()
+        failures: dict[str, list[Failure]] = {}
+        for employee, at, source in recent:
+            failures.setdefault(employee, []).append(Failure(float(at), str(source)))
+        return [
+            LockState(str(e), int(n), float(until), tuple(failures.get(e, ())))
+            for e, n, until in rows
+        ]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from argon2 import PasswordHasher
 
 from ivr.callcontrol import Connect
-from ivr.commands import Command, Dial, PullCall
+from ivr.commands import Command, Dial, PullCall, Transfer
 from ivr.dialogue import Engine
 from ivr.dialplan.loader import load_dialplan
 from ivr.errors import DialplanError, Problem
@@ -25,9 +27,22 @@ from ivr.sip.jsonrpc import JsonRpcClient, parse_address
 from ivr.sip.loop import EventLoop
 
 log = logging.getLogger("ivr.portal")
+#: one WARNING line per lockout, for alerting (never the digits)
+lockout_log = logging.getLogger("ivr.portal.lockout")
 
 #: the lockout file used when neither the configuration nor the command names one
 DEFAULT_STORE_NAME = ".ivr-lockouts.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class LockEvent:
+    """An employee was locked out: until when, after how many failures, and the source
+    of the failure that locked (caller number as presented, and the call)."""
+
+    employee: str
+    locked_until: float
+    failures: int
+    source: str
 
 
 @dataclass(slots=True)
@@ -40,6 +55,23 @@ class PortalServices:
     lockouts: LockoutStore
     blocking: BlockingProfile = field(default_factory=BlockingProfile)
     hasher: PasswordHasher = PRODUCTION_HASHER
+    #: called with each LockEvent (an application's alerting); errors are logged only
+    lockout_listeners: list[Callable[[LockEvent], None]] = field(default_factory=list)
+
+    def report_lockout(self, event: LockEvent) -> None:
+        """Log the lockout for alerting and tell the listeners."""
+        lockout_log.warning(
+            "LOCKOUT employee=%s until=%s after=%d failures last_source=%s",
+            event.employee,
+            datetime.fromtimestamp(event.locked_until, UTC).isoformat(timespec="seconds"),
+            event.failures,
+            event.source,
+        )
+        for listener in self.lockout_listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                log.error("lockout listener failed: %s: %s", type(exc).__name__, exc)
 
     def apply(self, command: Command, session: Session) -> Connect:
         """Carry out a pull or dial through call control (runtimes call this; see
@@ -53,6 +85,9 @@ class PortalServices:
                 log.info("call %s: pull to the caller's number blocked", session.call_id)
                 return "blocked"
             return self.call_control.pull(command.call, to=session.caller)
+        if isinstance(command, Transfer) and self.forwarding_blocked(command.target):
+            log.info("call %s: transfer blocked (forwarded)", session.call_id)
+            return "blocked"
         if isinstance(command, Dial):
             if self.forwarding_blocked(command.number):
                 log.info("call %s: call-back blocked (forwarded)", session.call_id)

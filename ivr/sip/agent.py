@@ -31,9 +31,11 @@ from ivr.sip.legs import (
     LegEvent,
     LegFailed,
     LegProgress,
+    NotifyReceived,
     OfferReceived,
     ReferAnswered,
 )
+from ivr.sip.limits import LogThrottle, SourceLimiter
 from ivr.sip.message import (
     ALLOW,
     Message,
@@ -43,10 +45,12 @@ from ivr.sip.message import (
     new_tag,
     parse,
     response,
+    uri_of,
     via,
 )
 from ivr.sip.timers import TimerQueue
-from ivr.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
+from ivr.sip.transaction import T1, ClientTransaction, ServerTransaction, TransactionLayer
+from ivr.sip.trust import Trust
 
 log = logging.getLogger("ivr.sip")
 
@@ -62,23 +66,46 @@ KNOWN_METHODS = frozenset(
 
 @dataclass(slots=True)
 class AgentStats:
-    """Counters of the datagrams the agent could not use."""
+    """Counters of the datagrams the agent read, the ones it did not take, and why."""
 
+    datagrams: int = 0
     bad_datagrams: int = 0
     stray_responses: int = 0
+    untrusted: int = 0
+    rate_limited: int = 0
+    over_capacity: int = 0
+    errors: int = 0
 
 
 class UserAgent:
     """Every SIP dialog and transaction of one listening address."""
 
-    def __init__(self, host: str, port: int, user: str = "portal") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str = "portal",
+        *,
+        trust: Trust | None = None,
+        call_rate: SourceLimiter | None = None,
+        max_calls: int = 0,
+        t1: float = T1,
+    ) -> None:
+        """``trust``: the only sources taken (None: everyone — tests, not a service);
+        ``call_rate``: new INVITEs per source; ``max_calls``: incoming calls at once
+        (0: no cap). Both limits answer 503 with Retry-After. ``t1``: RFC 3261's
+        round-trip estimate, which scales every transaction timer."""
         self.host, self.port, self.user = host, port, user
         self.contact = f"<sip:{user}@{host}:{port}>"
+        self.trust = trust
+        self.call_rate = call_rate
+        self.max_calls = max_calls
         self.now = 0.0
         self.timers = TimerQueue()
-        self.transactions = TransactionLayer(self.timers, self._send, lambda: self.now)
+        self.transactions = TransactionLayer(self.timers, self._send, lambda: self.now, t1=t1)
         self.legs: dict[str, Leg] = {}
         self.stats = AgentStats()
+        self.throttle = LogThrottle(log)
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[LegEvent] = deque()
 
@@ -86,21 +113,41 @@ class UserAgent:
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
         """Take one datagram from ``source``."""
         self.now = now
+        self.stats.datagrams += 1
+        if self.trust is not None and not self.trust.allows(source):
+            self.stats.untrusted += 1  # no answer: nothing to learn, nothing to reflect
+            self.throttle.warning(
+                "untrusted", now, "dropped datagrams from untrusted %s:%d", *source[:2]
+            )
+            return
         if data in KEEPALIVES:
             return
         try:
             message = parse(data)
-        except SipParseError as exc:
+        except Exception as exc:  # SipParseError, or anything the parser did not foresee
             self.stats.bad_datagrams += 1
-            log.warning("ignored a datagram from %s:%d: %s", *source, exc)
+            self.throttle.warning("bad", now, "ignored a datagram from %s:%d: %s", *source[:2], exc)
             return
-        if not message.is_request:
-            if not self.transactions.receive_response(message):
-                self.stats.stray_responses += 1
-            return
-        message.stamp_via(source)
-        handler = _REQUESTS.get(message.method, UserAgent._unsupported)
-        handler(self, message, source)
+        try:
+            if not message.is_request:
+                if not self.transactions.receive_response(message, source):
+                    self.stats.stray_responses += 1
+                return
+            message.stamp_via(source)
+            handler = _REQUESTS.get(message.method, UserAgent._unsupported)
+            handler(self, message, source)
+        except Exception as exc:  # a message we parsed but cannot act on: drop it, go on
+            self.stats.errors += 1
+            self.throttle.warning(
+                "error",
+                now,
+                "could not handle a %s from %s:%d: %s: %s",
+                message.method,
+                *source[:2],
+                type(exc).__name__,
+                exc,
+            )
+            log.debug("the message that failed", exc_info=True)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         """What to send now (each datagram once)."""
@@ -253,6 +300,11 @@ class UserAgent:
         if request.call_id in self.legs:
             self._reply(txn, 482)  # the same call again on another branch: a loop
             return
+        refusal = self._admission(request, source)
+        if refusal is not None:
+            status, headers = refusal
+            self._reply(txn, status, headers=headers)
+            return
         leg = Leg(
             call_id=request.call_id, incoming=True, local_tag=new_tag(), invite=request, server=txn
         )
@@ -261,6 +313,36 @@ class UserAgent:
         self._reply(txn, 100)
         leg.guard = self.timers.at(self.now + ANSWER_TIMEOUT, lambda: self._unanswered(leg))
         self._events.append(IncomingCall(leg))
+
+    def _admission(
+        self, request: Message, source: Address
+    ) -> tuple[int, list[tuple[str, str]]] | None:
+        """Why a new call cannot be taken (status, headers), or None: a Contact or
+        Record-Route we could never send to (416/400: the call could not be ended), too
+        many calls from this source (503), too many calls at once (503)."""
+        try:
+            Dialog.from_invite(request, "", self.contact).first_hop()
+        except SipParseError as exc:
+            scheme = uri_of(request.header("Contact")).partition(":")[0].lower()
+            status = 416 if scheme not in ("sip", "sips", "") else 400
+            self.throttle.warning("contact", self.now, "refused a call (%d): %s", status, exc)
+            return status, []
+        if self.call_rate is not None and not self.call_rate.allow(source[0], self.now):
+            self.stats.rate_limited += 1
+            self.throttle.warning(
+                "rate", self.now, "too many new calls from %s; answering 503", source[0]
+            )
+            return 503, [("Retry-After", "5")]
+        if self.max_calls and self._incoming_calls() >= self.max_calls:
+            self.stats.over_capacity += 1
+            self.throttle.warning(
+                "full", self.now, "%d calls at once (the cap); answering 503", self.max_calls
+            )
+            return 503, [("Retry-After", "10")]
+        return None
+
+    def _incoming_calls(self) -> int:
+        return sum(1 for leg in self.legs.values() if leg.incoming)
 
     def _reinvite(self, request: Message, txn: ServerTransaction) -> None:
         leg = self._dialog_leg(request)
@@ -340,8 +422,12 @@ class UserAgent:
 
     def _notify(self, request: Message, source: Address) -> None:
         txn = self.transactions.receive_request(request, source)
-        if txn is not None:
-            self._reply(txn, 200 if self._dialog_leg(request) is not None else 481)
+        if txn is None:
+            return
+        leg = self._dialog_leg(request)
+        self._reply(txn, 200 if leg is not None else 481)
+        if leg is not None:
+            self._events.append(NotifyReceived(leg, request))
 
     def _options(self, request: Message, source: Address) -> None:
         txn = self.transactions.receive_request(request, source)
@@ -471,7 +557,9 @@ class UserAgent:
     def _no_ack(self, leg: Leg) -> None:
         if leg.acked or leg.state not in ("confirmed", "ending"):
             return
-        log.warning("call %s: no ACK for our 200 OK; ending the call", leg.call_id)
+        self.throttle.warning(
+            "no-ack", self.now, "call %s: no ACK for our 200 OK; ending it", leg.call_id
+        )
         leg.acked = True  # no more waiting for it: a BYE may go now (§15)
         leg.state = "confirmed"
         self.hang_up(leg, self.now)

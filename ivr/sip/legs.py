@@ -120,6 +120,15 @@ class OfferReceived(LegEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyReceived(LegEvent):
+    """A NOTIFY inside the leg's dialog (200 sent): for a REFER, the progress of the
+    call it asked for (``message/sipfrag``, RFC 3515)."""
+
+    leg: Leg
+    request: Message
+
+
+@dataclass(frozen=True, slots=True)
 class ReferAnswered(LegEvent):
     """The final response to our REFER (408 when none came)."""
 

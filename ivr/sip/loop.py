@@ -82,14 +82,18 @@ class EventLoop:
             if deadline is None:
                 deadline = now + 1.0
             if self.before_wait is not None:
-                extra = self.before_wait(now)
+                try:
+                    extra = self.before_wait(now)
+                except Exception as exc:  # the pacer or the agent's timers: go on
+                    _failed("before waiting", exc)
+                    extra = None
                 if extra is not None:
                     deadline = min(deadline, extra)
             for key, _ in self._selector.select(max(0.0, deadline - time.monotonic())):
                 try:
                     key.data(key.fileobj)
-                except Exception:
-                    log.exception("error reading a socket (the loop goes on)")
+                except Exception as exc:
+                    _failed("reading a socket", exc)
             self._run_posted()
             self._run_timers()
 
@@ -120,5 +124,12 @@ class EventLoop:
     def _safely(callback: Callback) -> None:
         try:
             callback()
-        except Exception:
-            log.exception("error in the SIP loop (the loop goes on)")
+        except Exception as exc:
+            _failed("in a callback", exc)
+
+
+def _failed(where: str, exc: Exception) -> None:
+    """One line for an error the loop survives (the traceback only when debugging):
+    the runtime's own callbacks end the call concerned themselves (SipServer._fail)."""
+    log.error("error %s (the loop goes on): %s: %s", where, type(exc).__name__, exc)
+    log.debug("traceback", exc_info=exc)

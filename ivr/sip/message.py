@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 import pyVoIP
 import pyVoIP.VoIP
@@ -30,7 +29,9 @@ USER_AGENT = "ivr"
 #: the methods we accept (we send REFER, but take none)
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
 _URI = re.compile(r"<([^>]*)>|(sip:[^;,\s]+)")
-_HOSTPORT = re.compile(r"sips?:(?:[^@;>]*@)?(\[[^\]]+\]|[^:;>]+)(?::(\d+))?")
+_HOSTPORT = re.compile(
+    r"sips?:(?:[^@;>]*@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(\d{1,5}))?(?=[;>?]|$)"
+)
 _BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
 REASONS = {
     100: "Trying",
@@ -44,6 +45,7 @@ REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
     420: "Bad Extension",
     480: "Temporarily Unavailable",
     410: "Gone",
@@ -159,11 +161,14 @@ class Message:
         return out
 
     @property
-    def sdp(self) -> dict[str, Any]:
-        return dict(self.parsed.body) if self.header("Content-Type") == "application/sdp" else {}
+    def sdp(self) -> bytes:
+        """The body when it is SDP (``Content-Type: application/sdp``), else empty."""
+        kind = self.header("Content-Type").split(";", 1)[0].strip().lower()
+        return self.body if kind == "application/sdp" else b""
 
 
 _LIST_HEADERS = {"Via", "Record-Route", "Route"}
+_CSEQ = re.compile(r"^\d{1,10}\s+[A-Za-z]+$")
 _VIA = re.compile(
     r"^\s*SIP\s*/\s*2\.0\s*/\s*\w+\s+"  # protocol and transport
     r"(\[[^\]]+\]|[^\s;:]+)(?:\s*:\s*(\d+))?\s*((?:;.*)?)$",  # host, port, parameters
@@ -199,6 +204,10 @@ def tag_of(name_addr: str) -> str:
 
 def _split_list(value: str) -> list[str]:
     """Split a comma-separated header value, not inside <> or quotes."""
+    if "," not in value:
+        return [value.strip()] if value.strip() else []
+    if '"' not in value and "<" not in value:
+        return [part.strip() for part in value.split(",") if part.strip()]
     parts: list[str] = []
     current: list[str] = []
     depth, quoted = 0, False
@@ -226,11 +235,11 @@ def parse(datagram: bytes) -> Message:
     head, _, body = normalized.partition(b"\r\n\r\n")
     text = head.decode("utf-8").split("\r\n")
     lines = [(k, v) for k, _, v in (line.partition(": ") for line in text[1:])]
-    # pyVoIP's body parser only understands SDP (it raises on "5", a DTMF body)
-    sdp = body.replace(b"\r\n\r\n", b"\r\n") if b"Content-Type: application/sdp" in head else b""
+    # pyVoIP parses the headers only: bodies are read by ivr.sip.sdp and ivr.sip.dtmf
+    # (its body parser raised on a DTMF body, and dropped INVITEs for odd SDP)
     known = _known_to_pyvoip(text[0])
     try:
-        parsed = SIPMessage(known + b"\r\n" + head.partition(b"\r\n")[2] + b"\r\n\r\n" + sdp)
+        parsed = SIPMessage(known + b"\r\n" + head.partition(b"\r\n")[2] + b"\r\n\r\n")
     except Exception as exc:  # pyVoIP raises anything from ValueError to KeyError
         raise SipParseError(f"pyVoIP could not parse it: {type(exc).__name__}: {exc}") from None
     message = Message(parsed=parsed, lines=lines, body=body, start_line=text[0])
@@ -241,6 +250,8 @@ def parse(datagram: bytes) -> Message:
     if not vias:
         raise SipParseError("no Via header")
     via_parts(vias[0])  # raises for an unusable one
+    if not _CSEQ.match(message.header("CSeq")):
+        raise SipParseError(f"bad CSeq {message.header('CSeq')[:40]!r}")
     return message
 
 
@@ -271,10 +282,13 @@ def uri_of(value: str) -> str:
 
 def address_of(uri: str, default_port: int = 5060) -> tuple[str, int]:
     """Host and port a request to ``uri`` goes to."""
-    match = _HOSTPORT.search(uri)
+    match = _HOSTPORT.search(uri.strip())
     if match is None:
-        raise SipParseError(f"no host in {uri!r}")
-    return match.group(1).strip("[]"), int(match.group(2) or default_port)
+        raise SipParseError(f"no host in {uri[:80]!r}")
+    port = int(match.group(2) or default_port)
+    if not 0 < port < 65536:
+        raise SipParseError(f"bad port in {uri[:80]!r}")
+    return match.group(1).strip("[]"), port
 
 
 def new_tag() -> str:

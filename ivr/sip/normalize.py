@@ -82,6 +82,10 @@ CANONICAL = {
 _START = re.compile(rb"^(?:[A-Z]+ \S+ SIP/2\.0|SIP/2\.0 \d{3} .*)$")
 _HEADER = re.compile(r"^([!-9;-~]+)[ \t]*:[ \t]*(.*)$")  # token, colon, value
 MAX_DATAGRAM = 65535
+#: the header block, and one header line, at most (bytes): a 60 KB Via once cost
+#: ~100 ms of splitting per datagram — a lever for a flood; real ones are far shorter
+MAX_HEAD = 16384
+MAX_LINE = 4096
 
 
 def normalize(datagram: bytes) -> bytes | None:
@@ -91,6 +95,8 @@ def normalize(datagram: bytes) -> bytes | None:
     head, sep, body = datagram.partition(b"\r\n\r\n")
     if not sep:
         head, sep, body = datagram.partition(b"\n\n")
+    if len(head) > MAX_HEAD:
+        return None
     lines = head.replace(b"\r\n", b"\n").split(b"\n")
     if not lines or not _START.match(lines[0].strip()):
         return None
@@ -100,6 +106,8 @@ def normalize(datagram: bytes) -> bytes | None:
         return None
     headers: list[str] = []
     for line in text:
+        if len(line) > MAX_LINE:
+            return None
         if line[:1] in (" ", "\t") and headers:  # folded continuation line
             headers[-1] += " " + line.strip()
             continue
@@ -112,5 +120,9 @@ def normalize(datagram: bytes) -> bytes | None:
         lowered = name.lower()
         name = COMPACT.get(lowered) or CANONICAL.get(lowered) or name
         headers.append(f"{name}: {value}")
-    out = [lines[0].strip().decode("ascii"), *headers]
+    try:
+        start = lines[0].strip().decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    out = [start, *headers]
     return ("\r\n".join(out) + "\r\n\r\n").encode("utf-8") + body

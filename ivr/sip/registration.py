@@ -71,6 +71,7 @@ class Registration:
         self._backoff = BACKOFF_FIRST
         self._ping_timer: TimerHandle | None = None
         self._pinging = False
+        self._expiry: TimerHandle | None = None
 
     # --- control ------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -82,8 +83,9 @@ class Registration:
         """Remove the binding (one datagram, no waiting: bug 14) and stop all timers."""
         self.agent.now = now
         self._cancel()
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
+        for timer in (self._ping_timer, self._expiry):
+            if timer is not None:
+                timer.cancel()
         if self.state == "registered":
             request = self._own_call_id(self.client.gen_first_response(deregister=True))
             self.agent.send_request(
@@ -134,6 +136,7 @@ class Registration:
             if value.isdigit():
                 expires = int(value)
                 break
+        expires = max(0, min(expires, self.expires))  # never longer than we asked for
         first = self.state != "registered"
         self.state, self.failures, self._backoff = "registered", 0, BACKOFF_FIRST
         self.registrations += 1
@@ -141,7 +144,21 @@ class Registration:
             log.info("registered at %s:%d (expires %d s)", *self.registrar, expires)
         refresh = max(1.0, min(expires * 0.8, expires - 5.0))
         self._timer = self._later(refresh, self._attempt)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = self._later(expires, self._expired)
         self._schedule_ping()
+
+    def _expired(self) -> None:
+        """The binding's time is up and no refresh succeeded: callers get 404 now."""
+        self._expiry = None
+        if self.state != "stopped":
+            log.warning(
+                "the binding sip:%s@%s:%d expired without a refresh: calls to the portal "
+                "fail until registration succeeds",
+                self.client.username,
+                *self.registrar,
+            )
 
     def _failed(self, why: str) -> None:
         if self.state == "stopped":

@@ -19,6 +19,9 @@ from ivr.sip.server import ServeConfig, SipServer
 
 log = logging.getLogger("ivr.sip")
 
+#: exit status when a thread of the runtime died (EX_SOFTWARE)
+THREAD_DIED = 70
+
 
 def serving_engine(dialplan: Path, portal: Path | None) -> Engine:
     """The engine for real calls: portal lockouts in SQLite (they outlive the process)."""
@@ -61,18 +64,32 @@ def serve(
         done.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    dead = None
     try:
         server.start()
         host, port = server.address
-        log.warning("serving %s on sip:%s@%s:%d", dialplan, config.user, host, port)
+        log.warning(
+            "serving %s on sip:%s@%s:%d (at most %d calls at once)",
+            dialplan,
+            config.user,
+            host,
+            port,
+            server.max_calls,
+        )
         if ready is not None:
             ready.set()
         while not done.wait(0.5):
-            pass
+            dead = server.dead_thread()
+            if dead is not None:
+                break
     finally:
         server.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if stats is not None:
-            stats.write_text(json.dumps(asdict(server.stats), indent=1))
+            counters = {**asdict(server.stats), "sip": asdict(server.agent.stats)}
+            stats.write_text(json.dumps(counters, indent=1))
+    if dead is not None:  # a supervisor (systemd, the dispatcher's probe) restarts us
+        log.critical("the %s thread died; stopping with exit status %d", dead, THREAD_DIED)
+        raise SystemExit(THREAD_DIED)
     return server

@@ -23,6 +23,7 @@ either bridged leg ends the other; BYE/CANCEL from the caller, no RTP for
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 import threading
 import time
@@ -45,6 +46,7 @@ from ivr.commands import (
     Transfer,
 )
 from ivr.dialogue import Engine
+from ivr.errors import IvrError
 from ivr.events import (
     CallControlResult,
     CallHungUp,
@@ -61,14 +63,17 @@ from ivr.sip.legs import (
     IncomingCall,
     InfoReceived,
     Leg,
+    LegAcked,
     LegAnswered,
     LegEnded,
     LegEvent,
     LegFailed,
     LegProgress,
+    NotifyReceived,
     OfferReceived,
     ReferAnswered,
 )
+from ivr.sip.limits import SourceLimiter
 from ivr.sip.loop import EventLoop
 from ivr.sip.media import PortPool, PortsExhausted, RtpSession
 from ivr.sip.message import Message
@@ -76,10 +81,17 @@ from ivr.sip.pacer import Pacer
 from ivr.sip.registration import Registration
 from ivr.sip.sdp import CODEC_PT, SdpError, answer, make_offer, read_offer
 from ivr.sip.timers import TimerHandle
+from ivr.sip.trust import Trust, caller_number
 
 log = logging.getLogger("ivr.sip")
 
 SWEEP_SECONDS = 1.0
+#: the SIP socket's receive buffer: a burst of 400 datagrams lost 234 with the default
+RECEIVE_BUFFER = 4 << 20
+#: file descriptors kept for everything but RTP sockets (SIP, loop, logs, database)
+RESERVED_FDS = 64
+#: seconds to wait for the final NOTIFY of a REFER we sent
+REFER_WAIT = 30.0
 #: the playback number of the ringback tone (dialogue playbacks count from 1)
 RINGBACK = -1
 #: final responses to a call-back, by what the caller is told
@@ -121,6 +133,20 @@ class ServeConfig:
     register: bool = True
     #: in-band DTMF detection: None = only when no telephone-event was negotiated
     inband: bool | None = None
+    #: besides the registrar (exactly its IP and port): networks whose requests we take
+    trust: tuple[str, ...] = ()
+    #: whose word on the caller counts: pai (P-Asserted-Identity, else From), pai-only, from
+    identity: str = "pai"
+    #: new calls per second from one source, and the burst allowed (503 beyond)
+    call_rate: float = 20.0
+    call_burst: int = 40
+    #: calls at once (0: as many as the open-file limit and the RTP ports allow)
+    max_calls: int = 0
+    #: RTP: latch on the first packet from anywhere (callers behind NAT), not only from
+    #: the SDP's address
+    rtp_latch_any: bool = False
+    #: RFC 3261 T1 (s): every retransmission and transaction timeout scales with it
+    sip_t1: float = 0.5
 
 
 @dataclass(slots=True)
@@ -164,6 +190,10 @@ class Call:
     peer_rtp: RtpSession | None = None
     give_up: TimerHandle | None = None
     relays: tuple[Relay, ...] = ()
+    #: media starts once the caller ACKed our 200 or sent RTP (never towards an address
+    #: that did not answer): the prompt waiting until then
+    media_ready: bool = False
+    waiting: tuple[int, Chunks] | None = None
 
 
 class SipServer:
@@ -180,11 +210,28 @@ class SipServer:
         self.calls: dict[str, Call] = {}
         self.stats = Stats()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((config.bind, config.port))
+        try:
+            self.sock.bind((config.bind, config.port))
+        except OSError as exc:
+            self.sock.close()
+            raise IvrError(
+                f"cannot listen on {config.bind}:{config.port}: {exc.strerror} "
+                "(another portal? choose --port)"
+            ) from None
         self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.address: tuple[str, int] = self.sock.getsockname()
         self.domain = config.domain or config.registrar[0]
-        self.agent = UserAgent(self.address[0], self.address[1], config.user)
+        self.max_calls = config.max_calls or capacity(self.ports.size)
+        self.agent = UserAgent(
+            self.address[0],
+            self.address[1],
+            config.user,
+            trust=Trust.of([resolve(config.registrar)], config.trust),
+            call_rate=SourceLimiter(config.call_rate, config.call_burst),
+            max_calls=self.max_calls,
+            t1=config.sip_t1,
+        )
         self.registration = Registration(
             self.agent,
             registrar=config.registrar,
@@ -210,6 +257,13 @@ class SipServer:
         self.loop.call_later(SWEEP_SECONDS, self._sweep)
         self._thread = threading.Thread(target=self.loop.run, name="ivr-sip", daemon=True)
         self._thread.start()
+
+    def dead_thread(self) -> str | None:
+        """The name of a thread of ours that died (it never should), else None."""
+        for thread in (self._thread, self.driver.thread):
+            if thread is not None and thread.ident is not None and not thread.is_alive():
+                return thread.name
+        return None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Hang up every call, de-register, stop both threads, close every socket."""
@@ -259,14 +313,25 @@ class SipServer:
             if event is None:
                 return
             handler = _EVENTS.get(type(event))
-            if handler is not None:
+            if handler is None:
+                continue
+            try:
                 handler(self, event)
+            except Exception as exc:  # a bug or a peer we did not foresee: this call only
+                call = self._call_of(event.leg)
+                if call is None:
+                    log.error("%s failed: %s: %s", type(event).__name__, type(exc).__name__, exc)
+                    log.debug("traceback", exc_info=True)
+                else:
+                    self._fail(call, exc)
 
     def _send(self, data: bytes, address: tuple[str, int]) -> None:
         try:
             self.sock.sendto(data, address)
         except OSError as exc:
-            log.warning("could not send to %s:%d: %s", *address, exc)
+            self.agent.throttle.warning(
+                "send", time.monotonic(), "could not send to %s:%d: %s", *address, exc
+            )
 
     def _before_wait(self, now: float) -> float | None:
         """Before the loop waits: the agent's due timers, the media due; returns the
@@ -290,23 +355,32 @@ class SipServer:
         now = time.monotonic()
         try:
             offer = read_offer(request.sdp)
-        except (SdpError, KeyError, ValueError, TypeError) as exc:
-            log.warning("call %s: refused offer: %s", leg.call_id, exc)
+        except SdpError as exc:
+            self.agent.throttle.warning(
+                "offer", now, "call %s: refused offer: %s", leg.call_id, exc
+            )
             self.agent.reject(leg, 488, now)
             return
         try:
             sock = self.ports.open(self.config.bind)
         except PortsExhausted:
-            log.error("call %s: no free RTP port; answering 503", leg.call_id)
+            self.agent.throttle.warning(
+                "ports", now, "call %s: no free RTP port; answering 503", leg.call_id
+            )
             self.agent.reject(leg, 503, now)
             return
         key = leg.call_id
         rtp = RtpSession(
-            sock, offer, lambda k, how: self._key(key, k, how), inband=self.config.inband
+            sock,
+            offer,
+            lambda k, how: self._key(key, k, how),
+            inband=self.config.inband,
+            latch_any=self.config.rtp_latch_any,
         )
         call = leg.owner = Call(key=key, leg=leg, rtp=rtp)
+        rtp.on_first = lambda: self._media_ready(call)
         self.calls[key] = call
-        self.loop.add_reader(sock, rtp.readable)
+        self.loop.add_reader(sock, self._guarded(call, rtp.readable))
         self.stats.calls += 1
         log.info(
             "call %s: incoming (%s, %s)",
@@ -314,9 +388,8 @@ class SipServer:
             offer.codec,
             "rfc4733" if offer.dtmf_pt else "in-band",
         )
-        self.driver.submit(
-            key, CallStarted(caller=request.caller, called=request.called, call_id=key)
-        )
+        caller = caller_number(request, self.config.identity)
+        self.driver.submit(key, CallStarted(caller=caller, called=request.called, call_id=key))
 
     def _leg_ended(self, event: LegEnded) -> None:
         call = self._call_of(event.leg)
@@ -327,6 +400,21 @@ class SipServer:
             self._hang_up(call, "remote")
         else:
             self._caller_left(call, "caller" if event.reason == "bye" else event.reason)
+
+    def _acked(self, event: LegAcked) -> None:
+        call = self._call_of(event.leg)
+        if call is not None and event.leg is call.leg:
+            self._media_ready(call)
+
+    def _media_ready(self, call: Call) -> None:
+        """The caller is there (ACK, or its first RTP): the waiting prompt may play."""
+        if call.media_ready:
+            return
+        call.media_ready = True
+        if call.waiting is not None and call.state == "answered":
+            playback, chunks = call.waiting
+            call.waiting = None
+            self._play(call, playback, chunks)
 
     def _leg_failed(self, event: LegFailed) -> None:
         call = self._call_of(event.leg)
@@ -386,28 +474,55 @@ class SipServer:
             return
         try:
             offer = read_offer(event.request.sdp)
-        except (SdpError, KeyError, ValueError, TypeError) as exc:
-            log.warning("call %s: re-INVITE offer ignored: %s", call.key, exc)
+        except SdpError as exc:
+            self.agent.throttle.warning(
+                "reoffer", time.monotonic(), "call %s: re-INVITE offer ignored: %s", call.key, exc
+            )
             return
         rtp = call.rtp if event.leg is call.leg else call.peer_rtp
         if rtp is not None:
-            rtp.remote = (offer.address, offer.port)
+            rtp.retarget(offer)
 
     def _refer_answered(self, event: ReferAnswered) -> None:
+        """202: the other side took the REFER; its NOTIFYs tell how the call went.
+        A refusal (or no answer) is a failed transfer: back to the dialogue."""
         call = self._call_of(event.leg)
-        ok = 200 <= event.status < 300
-        if not ok:
-            log.warning("call %s: REFER refused (%d)", event.leg.call_id, event.status)
-        if call is not None and call.state == "referring" and not ok:
-            call.state = "answered"  # a pull by REFER failed: back to the dialogue
-            self.driver.submit(call.key, CallControlResult(result="failed"))
+        if call is None or call.state != "referring":
             return
-        if call is not None and call.state == "referring":
+        if 200 <= event.status < 300:
+            log.info("call %s: REFER accepted; waiting for its outcome", call.key)
+            return
+        log.warning("call %s: REFER refused (%d)", call.key, event.status)
+        self._referred(call, ok=False)
+
+    def _notify(self, event: NotifyReceived) -> None:
+        """A NOTIFY of our REFER (RFC 3515): its sipfrag's status is the outcome."""
+        call = self._call_of(event.leg)
+        if call is None or call.state != "referring":
+            return
+        status = sipfrag_status(event.request)
+        if status is None or status < 200:
+            return  # progress (100, 180) or not about the REFER
+        log.info("call %s: the referred call ended %d", call.key, status)
+        self._referred(call, ok=status < 300)
+
+    def _refer_timeout(self, call: Call) -> None:
+        """No final NOTIFY in time: the other side took the REFER, so the call was
+        most likely placed — leave it to them (a warning, then BYE)."""
+        if call.state == "referring":
+            log.warning("call %s: no outcome of the REFER in %.0f s", call.key, REFER_WAIT)
+            self._referred(call, ok=True)
+            self._flush()
+
+    def _referred(self, call: Call, *, ok: bool) -> None:
+        self._cancel_give_up(call)
+        if ok:  # the caller talks to the target now: our leg ends
             self.driver.submit(call.key, CallControlResult(result="connected"))
-            self._end(call, "pullcall")
-        self.agent.hang_up(event.leg, time.monotonic())
-        if call is not None:
+            self._end(call, "transfer" if call.connecting == "transfer" else "pullcall")
             self._forget(call)
+        else:
+            call.state = "answered"
+            self.driver.submit(call.key, CallControlResult(result="failed"))
 
     def _call_of(self, leg: Leg) -> Call | None:
         call = leg.owner
@@ -416,7 +531,12 @@ class SipServer:
     # --- the dialogue's commands -----------------------------------------------------
     def _deliver(self, key: str, outcome: Outcome) -> None:
         """From the dialogue thread: carry out ``outcome`` on the loop."""
-        self.loop.post(lambda: self._execute(key, outcome))
+        self.loop.post(lambda: self._execute_guarded(key, outcome))
+
+    def _execute_guarded(self, key: str, outcome: Outcome) -> None:
+        call = self.calls.get(key)
+        if call is not None:
+            self._guarded(call, lambda: self._execute(key, outcome))()
 
     def _execute(self, key: str, outcome: Outcome) -> None:
         call = self.calls.get(key)
@@ -453,7 +573,7 @@ class SipServer:
         elif isinstance(command, StartTimer):
             name = command.timer
             call.timers[name] = self.loop.call_later(
-                command.seconds, lambda: self._timer(call, name)
+                command.seconds, self._guarded(call, lambda: self._timer(call, name))
             )
         elif isinstance(command, CancelTimer):
             timer = call.timers.pop(command.timer, None)
@@ -462,24 +582,24 @@ class SipServer:
         elif isinstance(command, Hangup):
             self._end(call, command.reason)
             self._forget(call)
-        elif isinstance(command, Transfer):
-            self._end(call, "transfer")
-            self._refer(call, self._target(command, outcome.variables))
-        elif isinstance(command, PullCall | Dial):
+        elif isinstance(command, Transfer | PullCall | Dial):
             self._connect(call, command, outcome)
 
     # --- pull and call-back ----------------------------------------------------------
-    def _connect(self, call: Call, command: PullCall | Dial, outcome: Outcome) -> None:
+    def _connect(self, call: Call, command: Transfer | PullCall | Dial, outcome: Outcome) -> None:
         decided = outcome.connect
         if isinstance(decided, str) and decided != "connected":
             self.driver.submit(call.key, CallControlResult(result=decided))
         elif isinstance(command, Dial):
             self._call_back(call, command, outcome.variables)
-        elif isinstance(decided, Replaces):
+        elif isinstance(command, PullCall) and isinstance(decided, Replaces):
             self._pull(call, decided)
-        else:  # no dialog to replace (simulated PBX): ask the PBX by REFER
+        else:  # a transfer, or a pull without a dialog to replace (simulated PBX): REFER
             call.state = "referring"
+            call.connecting = "transfer" if isinstance(command, Transfer) else "pull"
             self._refer(call, self._target(command, outcome.variables))
+            wait = self._guarded(call, lambda: self._refer_timeout(call))
+            call.give_up = self.loop.call_later(REFER_WAIT, wait)
 
     def _pull(self, call: Call, replaces: Replaces) -> None:
         """INVITE the desk call's remote party with Replaces: it leaves the desk phone
@@ -549,20 +669,22 @@ class SipServer:
             headers=headers,
             owner=call,
         )
-        call.give_up = self.loop.call_later(timeout, lambda: self._give_up(call))
+        call.give_up = self.loop.call_later(
+            timeout, self._guarded(call, lambda: self._give_up(call))
+        )
 
     def _peer_media(self, call: Call, response: Message) -> bool:
         """The placed leg's SDP answer: its RTP session, read by the loop."""
         assert call.peer_sock is not None
         try:
             offer = read_offer(response.sdp)
-        except (SdpError, KeyError, ValueError, TypeError) as exc:
+        except SdpError as exc:
             log.warning("call %s: unusable answer from the other party: %s", call.key, exc)
             return False
         if offer.codec not in CODEC_PT:
             return False
-        call.peer_rtp = RtpSession(call.peer_sock, offer)
-        self.loop.add_reader(call.peer_sock, call.peer_rtp.readable)
+        call.peer_rtp = RtpSession(call.peer_sock, offer, latch_any=self.config.rtp_latch_any)
+        self.loop.add_reader(call.peer_sock, self._guarded(call, call.peer_rtp.readable))
         return True
 
     def _give_up(self, call: Call) -> None:
@@ -620,6 +742,9 @@ class SipServer:
         if not chunks:
             self.driver.submit(call.key, PromptFinished(playback=playback))
             return
+        if not call.media_ready:  # nothing towards an address that has not answered
+            call.waiting = (playback, chunks)
+            return
         call.playing = playback
         last = len(chunks) - 1
         call.rtp.talkspurt()
@@ -632,6 +757,7 @@ class SipServer:
     def _stop_playing(self, call: Call) -> None:
         self.pacer.stop(call.key)
         call.playing = None
+        call.waiting = None
 
     def _pace(self, now: float) -> float | None:
         for _key, item in self.pacer.due(now):
@@ -640,7 +766,11 @@ class SipServer:
             chunk: bytes
             last: bool
             call, playback, chunk, last = item  # type: ignore[misc]
-            call.rtp.send(chunk)
+            try:
+                call.rtp.send(chunk)
+            except Exception as exc:
+                self._fail(call, exc)
+                continue
             if last and call.playing == playback:
                 call.playing = None
                 if playback == RINGBACK:
@@ -726,6 +856,37 @@ class SipServer:
         call.state = "gone"
         self.calls.pop(call.key, None)
 
+    # --- failures -------------------------------------------------------------------
+    def _guarded(self, call: Call, action: Callable[..., None]) -> Callable[..., None]:
+        """``action`` for the loop: an exception ends ``call`` only (:meth:`_fail`)."""
+
+        def run(*args: Any) -> None:
+            try:
+                action(*args)
+            except Exception as exc:
+                self._fail(call, exc)
+
+        return run
+
+    def _fail(self, call: Call, exc: Exception) -> None:
+        """Something raised while serving ``call``: end it (BYE, or 500 if it was never
+        answered), forget it, one log line — and go on with every other call."""
+        log.error("call %s: ended after an error: %s: %s", call.key, type(exc).__name__, exc)
+        log.debug("traceback", exc_info=exc)
+        self.stats.end("error")
+        try:
+            if call.state in ("starting", "answered", "connecting", "referring"):
+                self.driver.submit(call.key, CallHungUp(reason="error"))
+            if call.state == "starting":
+                self.agent.reject(call.leg, 500, time.monotonic())
+            self._forget(call)
+        except Exception as again:  # never let cleaning up stop the loop
+            log.error("call %s: cleaning up failed too: %s", call.key, again)
+        finally:
+            call.state = "gone"
+            self.calls.pop(call.key, None)
+        self._flush()
+
     def _sweep(self) -> None:
         """Once a second: end calls whose caller (or bridged party) vanished: no RTP
         and no BYE."""
@@ -743,14 +904,50 @@ class SipServer:
         self.loop.call_later(SWEEP_SECONDS, self._sweep)
 
 
+def sipfrag_status(notify: Message) -> int | None:
+    """The status of a ``message/sipfrag`` NOTIFY body (``SIP/2.0 200 OK`` -> 200)."""
+    if not notify.header("Content-Type").lower().startswith("message/sipfrag"):
+        return None
+    first = notify.body.split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if len(first) >= 2 and first[0] == "SIP/2.0" and first[1].isdigit():
+        return int(first[1])
+    return None
+
+
+def resolve(address: tuple[str, int]) -> tuple[str, int]:
+    """``(host, port)`` with the host as an IP address (the registrar is trusted by
+    the address its datagrams come from)."""
+    try:
+        info = socket.getaddrinfo(address[0], address[1], socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:
+        return address
+    return str(info[0][4][0]), address[1]
+
+
+def capacity(rtp_ports: int) -> int:
+    """How many calls one process can hold: each takes up to two RTP sockets (caller and
+    placed leg), from the port range and from the open-file limit, whose soft value is
+    raised to the hard one first (a flood once hit EMFILE at 1,024 fds)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(1, min(rtp_ports, soft - RESERVED_FDS) // 2)
+
+
 _EVENTS: dict[type[LegEvent], Callable[[SipServer, Any], None]] = {
     IncomingCall: SipServer._incoming,
+    LegAcked: SipServer._acked,
     LegEnded: SipServer._leg_ended,
     LegFailed: SipServer._leg_failed,
     LegProgress: SipServer._progress,
     LegAnswered: SipServer._answered,
     InfoReceived: SipServer._info,
     OfferReceived: SipServer._offer,
+    NotifyReceived: SipServer._notify,
     ReferAnswered: SipServer._refer_answered,
 }
 

@@ -23,6 +23,7 @@ agent twice); a CANCEL is only sent once the INVITE had a provisional response
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -173,10 +174,14 @@ class TransactionLayer:
         """Forget ``txn`` without waiting for anything (its owner gave up on it)."""
         self._terminate_client(txn)
 
-    def receive_response(self, response: Message) -> bool:
-        """Hand a response to its client transaction; False when none matches."""
+    def receive_response(self, response: Message, source: Address | None = None) -> bool:
+        """Hand a response to its client transaction; False when none matches — or
+        when it comes from another host than the one the request went to (a forged
+        reply: over UDP the answer comes back from where we sent)."""
         txn = self.clients.get((response.branch, response.method))
         if txn is None:
+            return False
+        if source is not None and not _same_host(source[0], txn.destination[0]):
             return False
         status = response.status
         if txn.method == "INVITE":
@@ -344,3 +349,12 @@ class TransactionLayer:
             if handle is not None:
                 handle.cancel()
         txn._retransmit = txn._deadline = None
+
+
+def _same_host(source: str, destination: str) -> bool:
+    """Whether a datagram from ``source`` may answer one sent to ``destination`` (a
+    name we did not resolve cannot be checked, so it passes)."""
+    try:
+        return ipaddress.ip_address(source) == ipaddress.ip_address(destination)
+    except ValueError:
+        return True

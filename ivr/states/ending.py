@@ -1,8 +1,8 @@
 """The states that end a dialogue: ``hangup``, ``transfer``, ``pull`` and ``dial``.
 
 Each may play prompts first (not interruptible), then emits its command. Targets are
-templates: ``{name}`` is replaced by the session variable ``name``. ``pull`` and
-``dial`` end the dialogue only when the runtime connected the caller; any other result
+templates: ``{name}`` is replaced by the session variable ``name``. ``transfer``,
+``pull`` and ``dial`` end the dialogue only when the runtime connected the caller; any other result
 (``CallControlResult``) follows ``on`` — a result without its own branch takes
 ``on.failed``, and without that the caller hears the apology and the call ends.
 
@@ -78,16 +78,6 @@ class HangupState(EndingState):
         return Hangup(reason=self.reason)
 
 
-class TransferState(EndingState):
-    """Blind-transfer the caller."""
-
-    kind: Literal["transfer"] = "transfer"
-    target: Template = Field(description="number or SIP URI", examples=["{agent}"])
-
-    def command(self, call: Call) -> Command:
-        return Transfer(target=call.template(self.target))
-
-
 #: results a ``pull`` or ``dial`` state may branch on (``connected`` ends the dialogue)
 FailureResult = Literal["failed", "busy", "not_found", "unavailable", "no_answer", "blocked"]
 
@@ -127,6 +117,17 @@ class ConnectingState(EndingState):
         else:
             kind = type(self).model_fields["kind"].default
             call.fail(CallControlError(f"{kind} ended {result!r}; no branch for it"))
+
+
+class TransferState(ConnectingState):
+    """Blind-transfer the caller (REFER); a transfer the target refuses follows ``on``."""
+
+    kind: Literal["transfer"] = "transfer"
+    target: Template = Field(description="number or SIP URI", examples=["{agent}"])
+    outcome: ClassVar[str] = "transferred"
+
+    def command(self, call: Call) -> Command:
+        return Transfer(target=call.template(self.target))
 
 
 class PullState(ConnectingState):

@@ -466,3 +466,28 @@ def test_a_pin_typed_during_the_greeting_is_masked(fast_portal: Path) -> None:
     assert result.outcome == "pulled"  # the keys typed ahead were the PIN
     pin_keys = [line["key"] for line in result.of_type("key")][:4]
     assert pin_keys == [MASK] * 4
+
+
+def test_a_lockout_is_an_event_for_alerting_with_its_source(
+    fast_portal: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = engine_for(fast_portal / "portal.yaml")
+    services = services_of(engine)
+    events: list[object] = []
+    services.lockout_listeners.append(events.append)
+    services.lockout_listeners.append(lambda event: 1 / 0)  # a broken listener harms nobody
+    t0 = REFERENCE_START
+    with caplog.at_level(logging.WARNING):
+        call(engine, "1111# 2222# 3333#", ERIKA, start=t0)
+        assert events == []
+        locked = call(engine, "5555# 6666#", "0171 1234567", start=t0 + 60)
+    assert locked.prompts()[-1] == "portal_locked"
+    [event] = events
+    assert event.employee == "erika" and event.failures == 5  # type: ignore[attr-defined]
+    assert event.source.startswith("0171 1234567 (call ")  # type: ignore[attr-defined]
+    lines = [r.getMessage() for r in caplog.records if r.name == "ivr.portal.lockout"]
+    assert len(lines) == 1 and lines[0].startswith("LOCKOUT employee=erika until=")
+    for pin in ("1111", "2222", "3333", "5555", "6666"):
+        assert pin not in caplog.text
+    [state] = services.lockouts.states()
+    assert [f.source.split(" (")[0] for f in state.recent] == [ERIKA] * 3 + ["0171 1234567"] * 2

@@ -178,3 +178,37 @@ def test_locked_until_never_decreases_even_when_the_clock_steps_back(
     for _ in range(5):
         store.record_failure("erika", 5_000.0, POLICY)  # the wall clock went back
     assert store.locked_until("erika") == 10_900.0
+
+
+def test_failures_keep_where_they_came_from(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    for i in range(7):
+        store.record_failure("erika", 100.0 + i, POLICY, f"+4930555{i} (call c{i})")
+    store.record_failure("max", 50.0, POLICY, "+4989111 (call m1)")
+    [erika, max_] = store.states()
+    assert (erika.employee, erika.failures, erika.locked_until) == ("erika", 2, 104.0 + 900)
+    assert [f.source for f in erika.recent][-2:] == ["+49305555 (call c5)", "+49305556 (call c6)"]
+    assert [f.at for f in erika.recent] == [100.0 + i for i in range(7)]
+    assert (max_.failures, max_.locked_until, len(max_.recent)) == (1, 0.0, 1)
+    store.reset("erika")
+    assert [s.employee for s in store.states()] == ["max"]
+
+
+def test_only_the_latest_failures_are_kept(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    for i in range(30):
+        store.record_failure("erika", float(i), LockoutPolicy(failures=100), f"s{i}")
+    [state] = store.states()
+    assert [f.source for f in state.recent] == [f"s{i}" for i in range(10, 30)]
+
+
+def test_sqlite_closes_its_connections(tmp_path: Path) -> None:
+    import os
+
+    store = SqliteLockoutStore(tmp_path / "l.sqlite")
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(50):
+        store.record_failure("erika", float(i), POLICY, "x")
+        store.locked_until("erika")
+        store.states()
+    assert len(os.listdir("/proc/self/fd")) <= before  # none left for the collector

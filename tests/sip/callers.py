@@ -50,7 +50,9 @@ _HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="180" optional="true"/>
 """
 
-_ANSWERED = """  <recv response="200" rrs="true"/>
+_ANSWERED = """  <recv response="200" rrs="true">
+    <action><ereg regexp="[^ ].*" search_in="hdr" header="To:" assign_to="portal_to"/></action>
+  </recv>
   <send>
     <![CDATA[
       ACK [next_url] SIP/2.0
@@ -103,6 +105,29 @@ _IN_DIALOG = """  <send retrans="500">
 """
 
 
+_NOTIFY_200 = """  <send retrans="500">
+    <![CDATA[
+      NOTIFY [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Test" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: [$portal_to]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 50 NOTIFY
+      Contact: <sip:sipp@[local_ip]:[local_port]>
+      Event: refer
+      Subscription-State: terminated;reason=noresource
+      Content-Type: message/sipfrag
+      Content-Length: [len]
+
+      SIP/2.0 200 OK
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+_END = '  <Reference variables="portal_to"/>\n</scenario>\n'
+
+
 def _keys(keys: str) -> str:
     out = []
     for key in keys:
@@ -117,7 +142,7 @@ def _keys(keys: str) -> str:
 def scenario(steps: list[Step], expect: str) -> str:
     """SIPp XML for a caller doing ``steps`` and then expecting ``expect``."""
     if expect == "refused":
-        return _HEAD + '  <recv response="403"/>\n' + _ack_error() + "</scenario>\n"
+        return _HEAD + '  <recv response="403"/>\n' + _ack_error() + _END
     xml = _HEAD + _ANSWERED
     cseq = 2
     for step in steps:
@@ -142,16 +167,17 @@ def scenario(steps: list[Step], expect: str) -> str:
             xml += _IN_DIALOG.format(
                 method="BYE", cseq=cseq, extra="", body="", crlf=' crlf="true"'
             )
-            return xml + "</scenario>\n"
+            return xml + _END
         else:
             raise ValueError(f"unknown step {step!r}")
     pause = f'  <pause milliseconds="{KEY_GAP_MS}"/>\n'
     if steps and steps[-1][0] == "keys" and xml.endswith(pause):
         xml = xml[: -len(pause)]  # the answer to the last key may come at once
-    if expect == "refer":
+    if expect == "refer":  # as a phone does: 202, then a NOTIFY that the call went well
         xml += '  <recv request="REFER" timeout="30000"/>\n' + _REPLY.format(code="202 Accepted")
+        xml += _NOTIFY_200
     xml += '  <recv request="BYE" timeout="30000"/>\n' + _REPLY.format(code="200 OK")
-    return xml + '  <pause milliseconds="200"/>\n</scenario>\n'
+    return xml + '  <pause milliseconds="200"/>\n' + _END
 
 
 def _ack_error() -> str:

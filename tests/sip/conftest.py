@@ -35,8 +35,12 @@ def start_server(
     if audio is None:
         audio = _AUDIO["de"] = prompt_audio(engine)
     registrar = options.pop("registrar", None)
+    # raw peers of the test talk to it directly (any port of 127.0.0.1); behind a
+    # registrar only the registrar is trusted, as in a service
+    trust = options.pop("trust", () if registrar else ("127.0.0.1/32",))
     config = ServeConfig(
         registrar=registrar or ("127.0.0.1", 9),  # type: ignore[arg-type]
+        trust=trust,  # type: ignore[arg-type]
         port=options.pop("port", 0),
         register=options.pop("register", registrar is not None),
         **options,  # type: ignore[arg-type]

@@ -46,6 +46,26 @@ def free_udp_port() -> int:
         return port
 
 
+def free_media_port() -> int:
+    """A port for SIPp's ``-mp``: SIPp also binds the next three (RTCP, video RTP and
+    RTCP), so all four must be free (a taken +2 made SIPp exit at start)."""
+    for _ in range(50):
+        base = free_udp_port()
+        socks = []
+        try:
+            for offset in range(4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind((HOST, base + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError("no four free UDP ports in a row")
+
+
 def sip_options(port: int, *, host: str = HOST, timeout: float = 0.5) -> str | None:
     """Send one raw OPTIONS to host:port; the reply's status line, or None on silence."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -121,7 +141,8 @@ class RpcError(RuntimeError):
 class Kamailio:
     """A local Kamailio registrar/proxy on 127.0.0.1:port, as a context manager.
 
-    ``password`` turns on digest auth for REGISTER (defines WITH_AUTH, AUTH_PASSWORD).
+    ``password`` turns on digest auth (defines WITH_AUTH, AUTH_PASSWORD): for REGISTER,
+    and for INVITEs from untrusted sources, which then get P-Asserted-Identity.
     The location table is in memory: ``restart()`` forgets all registrations.
     JSON-RPC listens on UDP 127.0.0.1:``rpc_port`` (define RPC_PORT). ``trusted`` is
     one ``"IP:PORT"`` or several whose P-Asserted-Identity the proxy keeps (define
@@ -374,7 +395,7 @@ def sipp_command(
     if target is not None:
         cmd.append(target)
     cmd += ["-m", str(calls), "-i", HOST, "-p", str(port or free_udp_port())]
-    cmd += ["-mi", HOST, "-mp", str(free_udp_port())]
+    cmd += ["-mi", HOST, "-mp", str(free_media_port())]
     if service is not None:
         cmd += ["-s", service]
     if rate is not None:

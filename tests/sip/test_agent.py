@@ -18,6 +18,7 @@ from ivr.sip.legs import (
     LegAnswered,
     LegEnded,
     LegProgress,
+    NotifyReceived,
     OfferReceived,
     ReferAnswered,
 )
@@ -296,11 +297,12 @@ def test_an_unknown_method_gets_an_answer() -> None:
 
 def test_notify_in_the_dialog_is_200_outside_481() -> None:
     agent = new_agent()
-    _leg, tag = established(agent)
+    leg, tag = established(agent)
     agent.receive_datagram(request("NOTIFY", branch="z9hG4bK-n1", to_tag=tag, cseq=2), PEER, 1.0)
     agent.receive_datagram(request("NOTIFY", branch="z9hG4bK-n2", call_id="no"), PEER, 1.0)
     assert lines_sent(agent) == ["SIP/2.0 200 OK", NOT_FOUND_481]
-    assert events(agent) == []
+    [notify] = events(agent)  # the one in the dialog is reported (a REFER's progress)
+    assert isinstance(notify, NotifyReceived) and notify.leg is leg
 
 
 def test_an_incoming_call_not_answered_in_32s_gets_500_and_leg_ended() -> None:
@@ -787,9 +789,9 @@ def test_the_expires_header_sets_the_refresh_time() -> None:
     reg = registration(agent)
     reg.start(0.0)
     first = register(agent)
-    agent.receive_datagram(reply(first, 200, to_tag="r", extra=("Expires: 300",)), REGISTRAR, 0.25)
+    agent.receive_datagram(reply(first, 200, to_tag="r", extra=("Expires: 100",)), REGISTRAR, 0.25)
     assert reg.state == "registered"
-    assert run(agent, 240.25) == [(240.25, "REGISTER sip:10.0.0.9 SIP/2.0")]  # 0.8 · 300
+    assert run(agent, 80.25) == [(80.25, "REGISTER sip:10.0.0.9 SIP/2.0")]  # 0.8 · 100
 
 
 def test_every_register_attempt_has_a_new_random_call_id() -> None:

@@ -2,8 +2,10 @@
 
 baresip (``tests/sip/baresip.py``) plays Erika: it dials ``portal`` at the Kamailio the
 portal registered with, types her PIN and ``*11`` as RFC 4733 telephone-events, and the
-portal pulls the call with a REFER. (baresip then follows the REFER to ``*11`` at
-Kamailio, which has nobody of that name: that 404 is expected and harmless.)
+portal — on the simulated PBX, which knows no SIP dialogs — asks for the pull with a
+REFER to ``*11``. baresip follows it, Kamailio has nobody of that name (404), and
+baresip's NOTIFY says so: the portal keeps Erika on the line and in the menu instead of
+dropping her (a failed transfer is not a hang-up).
 """
 
 from __future__ import annotations
@@ -48,5 +50,10 @@ def test_baresip_erika_pulls_her_call(kamailio: Kamailio, portal: SipServer) -> 
         why = f"{portal.stats}\n--- baresip ---\n{phone.output()[-4000:]}"
         assert eventually(lambda: portal.stats.refers == 1, timeout=15), why
         assert eventually(lambda: portal.stats.keys == 8, timeout=2), why
+        call = next(iter(portal.calls.values()))
+        assert eventually(lambda: call.state == "answered", timeout=10), why  # back in the menu
+        time.sleep(1.0)
+        assert portal.calls and portal.stats.ended == {}, why  # not dropped
+        phone.hangup()
         assert ended_cleanly(portal), why
-        assert portal.stats.ended == {"pullcall": 1}, why
+        assert portal.stats.ended == {"caller": 1}, why

@@ -62,3 +62,18 @@ def test_garbage_is_none() -> None:
 @given(st.binary(max_size=400))
 def test_any_bytes_never_raise(data: bytes) -> None:
     normalize(data)
+
+
+def test_long_header_blocks_and_lines_are_not_sip() -> None:
+    """A 60 KB Via once cost ~100 ms of splitting per datagram: a flood lever."""
+    from ivr.sip.normalize import MAX_HEAD, MAX_LINE, normalize
+
+    start = b"OPTIONS sip:portal@127.0.0.1 SIP/2.0\r\n"
+    fine = start + b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK" + b"x" * 3000 + b"\r\n\r\n"
+    assert normalize(fine) is not None
+    long_line = start + b"Via: " + b"x" * MAX_LINE + b"\r\n\r\n"
+    assert normalize(long_line) is None
+    many = start + b"Subject: hello\r\n" * (MAX_HEAD // 16 + 10) + b"\r\n"
+    assert normalize(many) is None
+    folded = start + b"Subject: a\r\n" + b" continued\r\n" * 2000 + b"\r\n"
+    assert normalize(folded) is None

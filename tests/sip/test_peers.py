@@ -102,6 +102,117 @@ DESK_UAC = """<?xml version="1.0" encoding="UTF-8"?>
 </scenario>
 """
 
+# The desk phone of DESK_UAC behind a proxy that wants digest auth (kamailio WITH_AUTH):
+# INVITE (CSeq 1), 407, ACK, the INVITE again (CSeq 2) with sipp's [authentication]
+# (a Proxy-Authorization header from -au USER -ap PASSWORD), then as DESK_UAC. The sipp
+# transactions (start_txn/response_txn) make a 407 or 403 to the second INVITE fail
+# the call: without them sipp takes any 407 to an INVITE for a retransmission of the
+# first, re-sends its ACK and waits until its timeout.
+DESK_UAC_AUTH = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="desk phone, proxy auth">
+  <send retrans="500" start_txn="challenged">
+    <![CDATA[
+      INVITE [ruri] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <[ruri]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      [extra]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>
+  <recv response="100" optional="true" response_txn="challenged"/>
+  <recv response="407" auth="true" response_txn="challenged"/>
+  <send ack_txn="challenged">
+    <![CDATA[
+      ACK [ruri] SIP/2.0
+      [last_Via:]
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500" start_txn="invite">
+    <![CDATA[
+      INVITE [ruri] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <[ruri]>
+      Call-ID: [call_id]
+      CSeq: 2 INVITE
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      [authentication]
+      [extra]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>
+  <recv response="100" optional="true" response_txn="invite"/>
+  <recv response="180" optional="true" response_txn="invite"/>
+  <recv response="200" rrs="true" response_txn="invite"/>
+  <send ack_txn="invite">
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 3 BYE
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
 PAI = "P-Asserted-Identity: <sip:+4922112345@127.0.0.1>"
 
 T = TypeVar("T")
@@ -144,23 +255,31 @@ def desk_call(
     extra: str = "Subject: desk call",
     port: int | None = None,
     hold_ms: int = 0,
+    auth: tuple[str, str] | None = None,
 ) -> SippProcess:
-    """Start the desk phone 1001 calling ruri through kamailio (from port, if given)."""
-    scenario = tmp_path / "desk_uac.xml"
-    scenario.write_text(DESK_UAC)
+    """Start the desk phone 1001 calling ruri through kamailio (from port, if given).
+
+    With ``auth`` (user, password) it answers one 407 challenge (DESK_UAC_AUTH) and a
+    refused call ends without sipp's abort BYE (which the proxy would relay to ruri:
+    it carries the refusal's To tag, so it looks in-dialog)."""
+    scenario = tmp_path / ("desk_uac.xml" if auth is None else "desk_uac_auth.xml")
+    scenario.write_text(DESK_UAC if auth is None else DESK_UAC_AUTH)
+    credentials: list[str] = []
+    if auth is not None:
+        credentials = ["-au", auth[0], "-ap", auth[1], "-default_behaviors", "all,-bye"]
     return sipp_popen(
         scenario,
         kamailio.address,
         keys={"ruri": ruri, "caller": "1001", "extra": extra},
         port=port,
         timeout=15,
-        extra=["-d", str(hold_ms)],
+        extra=["-d", str(hold_ms), *credentials],
     )
 
 
 def received_invite(message_log: Path) -> str:
-    """The head of the first INVITE in a sipp -trace_msg log."""
-    text = message_log.read_text(errors="replace")
+    """The head of the first INVITE in a sipp -trace_msg log (CRLF line ends)."""
+    text = message_log.read_bytes().decode(errors="replace")  # read_text() drops the CRs
     start = text.index("INVITE sip:")
     end = text.find("\r\n\r\n", start)
     return text[start:] if end < 0 else text[start:end]
@@ -324,3 +443,111 @@ def test_asserted_identity_only_from_trusted_source(
     invite = received_invite(messages)
     assert "Privacy: none" in invite
     assert (PAI in invite) is kept, invite
+
+
+def asserted_identities(invite: str) -> list[str]:
+    """The P-Asserted-Identity header lines of a message head."""
+    return [
+        line for line in invite.split("\r\n") if line.lower().startswith("p-asserted-identity:")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "status"),
+    [
+        (None, "407"),  # no credentials: challenged
+        (("1001", "wrong"), "407"),  # wrong password: challenged again
+        (("1002", "s3cret"), "403"),  # right password, but not the From user
+    ],
+    ids=["no credentials", "wrong password", "another user"],
+)
+def test_untrusted_caller_must_authenticate(
+    tmp_path: Path, credentials: tuple[str, str] | None, status: str
+) -> None:
+    """WITH_AUTH: an INVITE from a source not in TRUSTED_SOURCE without valid credentials
+    for its From user is refused by the proxy; the callee never hears of it."""
+    uas_port, other_port = free_udp_port(), free_udp_port()
+    messages = tmp_path / "uas_messages.log"
+    with (
+        Kamailio(password="s3cret", trusted=f"{HOST}:{other_port}") as proxy,
+        sipp_popen(
+            UAS,
+            port=uas_port,
+            timeout=10,
+            extra=["-trace_msg", "-message_file", str(messages)],
+        ) as uas,
+    ):
+        assert listening(uas), uas.wait(timeout=1).describe()
+        ruri = f"sip:remote@{HOST}:{uas_port}"
+        with desk_call(tmp_path, proxy, ruri, extra=PAI, auth=credentials) as desk:
+            called = desk.wait()
+        why = called.describe() + "\n--- kamailio ---\n" + proxy.log()[-3000:]
+        assert not called.ok and called.failed == 1, why
+        assert f"SIP/2.0 {status} " in called.errors, why
+        if status == "407":
+            assert 'Proxy-Authenticate: Digest realm="127.0.0.1"' in called.errors, why
+        assert proxy.dialogs() == []  # a refused INVITE creates no dialog
+        time.sleep(0.3)  # anything relayed would have arrived by now
+        assert uas.popen.poll() is None  # still waiting for its first INVITE
+    assert not messages.exists() or messages.read_text() == "", messages.read_text()
+
+
+@pytest.mark.parametrize("sent", ["forged", "none"])
+def test_authenticated_caller_gets_asserted_identity(tmp_path: Path, sent: str) -> None:
+    """WITH_AUTH: the caller that answers the 407 for its From user reaches the callee
+    with exactly one P-Asserted-Identity, its own, whatever it asserted itself; its
+    credentials are not passed on and its in-dialog requests (ACK, BYE) pass."""
+    uas_port, other_port = free_udp_port(), free_udp_port()
+    messages = tmp_path / "uas_messages.log"
+    with (
+        Kamailio(password="s3cret", trusted=f"{HOST}:{other_port}") as proxy,
+        sipp_popen(
+            UAS,
+            port=uas_port,
+            timeout=10,
+            extra=["-trace_msg", "-message_file", str(messages)],
+        ) as uas,
+    ):
+        assert listening(uas), uas.wait(timeout=1).describe()
+        extra = f"{PAI}\r\nPrivacy: none" if sent == "forged" else "Privacy: none"
+        ruri = f"sip:remote@{HOST}:{uas_port}"
+        auth = ("1001", "s3cret")
+        with desk_call(tmp_path, proxy, ruri, extra=extra, auth=auth) as desk:
+            called = desk.wait()
+        answered = uas.wait(timeout=10)
+        why = f"{called.describe()}\n--- uas ---\n{answered.describe()}\n--- kamailio ---\n"
+        assert called.ok and answered.ok, why + proxy.log()[-3000:]
+    log = messages.read_text(errors="replace")
+    assert log.count("INVITE sip:") == 1, log  # only the authenticated INVITE
+    invite = received_invite(messages)
+    assert asserted_identities(invite) == [f"P-Asserted-Identity: <sip:1001@{HOST}>"], invite
+    assert "Privacy: none" in invite
+    assert "Proxy-Authorization" not in invite  # consumed by the proxy
+
+
+@pytest.mark.parametrize("sent", ["own", "none"])
+def test_trusted_source_is_not_challenged(tmp_path: Path, sent: str) -> None:
+    """WITH_AUTH: an INVITE from TRUSTED_SOURCE (the portal's pulls and call-backs) is
+    relayed without a challenge, with its own P-Asserted-Identity or none."""
+    caller_port, uas_port = free_udp_port(), free_udp_port()
+    messages = tmp_path / "uas_messages.log"
+    with (
+        Kamailio(password="s3cret", trusted=f"{HOST}:{caller_port}") as proxy,
+        sipp_popen(
+            UAS,
+            port=uas_port,
+            timeout=10,
+            extra=["-trace_msg", "-message_file", str(messages)],
+        ) as uas,
+    ):
+        assert listening(uas), uas.wait(timeout=1).describe()
+        extra = f"{PAI}\r\nPrivacy: none" if sent == "own" else "Privacy: none"
+        ruri = f"sip:remote@{HOST}:{uas_port}"
+        with desk_call(tmp_path, proxy, ruri, extra=extra, port=caller_port) as desk:
+            called = desk.wait()  # DESK_UAC: a 407 would fail it
+        answered = uas.wait(timeout=10)
+        why = f"{called.describe()}\n--- uas ---\n{answered.describe()}\n--- kamailio ---\n"
+        assert called.ok and answered.ok, why + proxy.log()[-3000:]
+    invite = received_invite(messages)
+    assert asserted_identities(invite) == ([PAI] if sent == "own" else []), invite
+    assert "Privacy: none" in invite

@@ -8,6 +8,9 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Iterator
+
+import pytest
 
 from ivr.sip.server import SipServer
 from tests.sip.conftest import (
@@ -312,7 +315,12 @@ def test_dialling_out_calls_back_with_the_portals_identity_and_bridges(
     portal_dir, no_leaks, peer: Peer
 ) -> None:
     callee = Peer()  # the proxy and the called party in one
-    server = start_server(portal_dir, registrar=("127.0.0.1", callee.port), register=False)
+    server = start_server(
+        portal_dir,
+        registrar=("127.0.0.1", callee.port),
+        register=False,
+        trust=("127.0.0.1/32",),  # the test's caller talks to it directly
+    )
     caller_media, callee_media = media_socket(), media_socket()
     try:
         ok = answer(server, peer, "c-dial", rtp_port=caller_media.getsockname()[1])
@@ -361,7 +369,12 @@ def test_a_busy_call_back_brings_the_caller_back_to_the_menu(
     portal_dir, no_leaks, peer: Peer
 ) -> None:
     callee = Peer()
-    server = start_server(portal_dir, registrar=("127.0.0.1", callee.port), register=False)
+    server = start_server(
+        portal_dir,
+        registrar=("127.0.0.1", callee.port),
+        register=False,
+        trust=("127.0.0.1/32",),  # the test's caller talks to it directly
+    )
     try:
         ok = answer(server, peer, "c-busy")
         keys_by_info(server, peer, "c-busy", to_tag(ok), "4711#0301234567#")
@@ -470,7 +483,9 @@ def audioop_convert(payload: bytes, source: str, target: str) -> bytes:
 
 
 # --- transfer: the demo's sales line -------------------------------------------------
-def test_transfer_refers_to_the_dialplans_uri(no_leaks: None, peer: Peer) -> None:
+@pytest.fixture
+def demo_server(no_leaks: None) -> Iterator[SipServer]:
+    """The demo dialplan (1 = sales: a transfer to sip:sales@127.0.0.1) served raw."""
     from ivr.dialogue import Engine
     from ivr.dialplan.loader import load_dialplan
     from ivr.sip.serve import prompt_audio
@@ -478,16 +493,61 @@ def test_transfer_refers_to_the_dialplans_uri(no_leaks: None, peer: Peer) -> Non
     from tests.conftest import DEMO
 
     engine = Engine(load_dialplan(DEMO))
-    config = ServeConfig(registrar=("127.0.0.1", 9), port=0, register=False)
+    config = ServeConfig(
+        registrar=("127.0.0.1", 9), port=0, register=False, trust=("127.0.0.1/32",)
+    )
     server = SipServer(engine, config, prompt_audio(engine))
     server.start()
-    try:
-        ok = answer(server, peer, "c-transfer")
-        body = "Signal=1\r\nDuration=160\r\n"
-        extra = "Content-Type: application/dtmf-relay\n"
-        peer.send(in_dialog(peer, "INFO", "c-transfer", to_tag(ok), 2, extra, body), server.address)
-        refer = peer.wait("REFER", timeout=15)
-        assert "Refer-To: <sip:sales@127.0.0.1>" in refer
-        assert server.stats.ended == {"transfer": 1}
-    finally:
-        server.stop()
+    yield server
+    server.stop()
+
+
+def transfer_to_sales(server: SipServer, peer: Peer, call_id: str) -> tuple[str, str]:
+    """Call the demo, press 1; returns (our To tag, the REFER)."""
+    ok = answer(server, peer, call_id)
+    body = "Signal=1\r\nDuration=160\r\n"
+    extra = "Content-Type: application/dtmf-relay\n"
+    peer.send(in_dialog(peer, "INFO", call_id, to_tag(ok), 2, extra, body), server.address)
+    refer = peer.wait("REFER", timeout=15)
+    assert "Refer-To: <sip:sales@127.0.0.1>" in refer
+    return to_tag(ok), refer
+
+
+def respond(request: str, status: str) -> str:
+    keep = ("Via:", "From:", "To:", "Call-ID:", "CSeq:")
+    lines = [line for line in request.split("\r\n") if line.startswith(keep)]
+    return f"SIP/2.0 {status}\n" + "\n".join(lines) + "\nContent-Length: 0\n\n"
+
+
+def sipfrag(peer: Peer, call_id: str, tag: str, cseq: int, status: str) -> str:
+    extra = "Event: refer\nSubscription-State: terminated\nContent-Type: message/sipfrag\n"
+    return in_dialog(peer, "NOTIFY", call_id, tag, cseq, extra, f"SIP/2.0 {status}\r\n")
+
+
+def test_a_transfer_ends_our_leg_when_the_notify_says_it_connected(
+    demo_server: SipServer, peer: Peer
+) -> None:
+    tag, refer = transfer_to_sales(demo_server, peer, "c-transfer")
+    peer.send(respond(refer, "202 Accepted"), demo_server.address)
+    peer.send(sipfrag(peer, "c-transfer", tag, 3, "100 Trying"), demo_server.address)
+    assert peer.wait("SIP/2.0 200")
+    assert not [m for m in peer.drain(0.5) if m.startswith("BYE")]  # not before the outcome
+    peer.send(sipfrag(peer, "c-transfer", tag, 4, "200 OK"), demo_server.address)
+    assert "c-transfer" in peer.wait("BYE", timeout=5)
+    assert demo_server.stats.ended == {"transfer": 1}
+
+
+@pytest.mark.parametrize("how", ["notify 486", "refer 403"])
+def test_a_failed_transfer_brings_the_caller_back(
+    demo_server: SipServer, peer: Peer, how: str
+) -> None:
+    tag, refer = transfer_to_sales(demo_server, peer, f"c-{how.split()[0]}")
+    if how == "refer 403":
+        peer.send(respond(refer, "403 Forbidden"), demo_server.address)
+    else:
+        peer.send(respond(refer, "202 Accepted"), demo_server.address)
+        notify = sipfrag(peer, f"c-{how.split()[0]}", tag, 3, "486 Busy Here")
+        peer.send(notify, demo_server.address)
+    assert wait_for(lambda: demo_server.calls[f"c-{how.split()[0]}"].state == "answered")
+    assert not [m for m in peer.drain(1.0) if m.startswith("BYE")]  # the caller stays
+    assert demo_server.stats.ended == {}

@@ -73,6 +73,8 @@ def test_transfer_fills_its_target_template(make_call: MakeCall) -> None:
     )
     assert start(call) == [play("a", 1, bargein=False)]
     assert finish(call, 1) == [Transfer(target="sip:4711@pbx.example")]
+    assert not call.ended  # until the runtime says how the transfer went
+    assert call.handle(CallControlResult(result="connected")) == []
     assert call.ended and call.outcome == "transferred"
 
 
@@ -239,3 +241,33 @@ def test_after_an_error_hangup_further_events_are_refused(make_call: MakeCall) -
     assert start(call) == [Hangup(reason="error")]
     with pytest.raises(UnexpectedEventError):
         call.handle(DigitReceived(digit="5"))
+
+
+def test_a_failed_transfer_follows_its_branch_and_keys_meanwhile_are_dropped(
+    make_call: MakeCall,
+) -> None:
+    call = make_call(
+        """
+        start: {kind: transfer, target: "sip:sales@pbx", on: {failed: sorry}}
+        sorry: {kind: hangup, prompts: a}
+        """
+    )
+    assert start(call) == [Transfer(target="sip:sales@pbx")]
+    assert call.handle(DigitReceived(digit="5")) == []  # dropped while it connects
+    assert call.handle(CallControlResult(result="busy")) == [play("a", 1, bargein=False)]
+    assert call.typeahead == []
+
+
+def test_a_result_without_any_branch_apologises_and_hangs_up(make_call: MakeCall) -> None:
+    call = make_call('start: {kind: transfer, target: "sip:sales@pbx"}')
+    start(call)
+    out = call.handle(CallControlResult(result="failed"))
+    assert out[-1] == Hangup(reason="error") or out == [play("apology", 1, bargein=False)]
+
+
+def test_a_late_result_after_the_state_was_left_is_ignored(make_call: MakeCall) -> None:
+    call = make_call('start: {kind: transfer, target: "sip:x@pbx", on: {failed: start}}')
+    start(call)
+    call.handle(CallControlResult(result="failed"))  # back to start: transfers again
+    assert call.handle(CallControlResult(result="connected")) == []
+    assert call.outcome == "transferred"

@@ -4,6 +4,7 @@ limits, ``reprompt``, free ``entry``, stale events, type-ahead flushing."""
 from __future__ import annotations
 
 from ivr import (
+    CallControlResult,
     CancelTimer,
     Dial,
     Hangup,
@@ -46,6 +47,7 @@ def test_single_key_option(make_call: MakeCall) -> None:
     call = make_call(MENU)
     ready(call)
     assert press(call, "1") == [CancelTimer(timer="t1"), Transfer(target="one")]
+    call.handle(CallControlResult(result="connected"))
     assert call.ended and call.outcome == "transferred"
 
 
