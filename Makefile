@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := graphviz espeak-ng kamailio sip-tester baresip tshark linphon
 SYSTEM_COMMANDS := dot espeak-ng kamailio sipp baresip dumpcap linphonec
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test system venv lint typecheck unit bench bench-sip schema clean
+.PHONY: run test system venv lint typecheck unit bench bench-sip bench-packages schema clean
 
 run: system venv
 	$(BIN)/ivr check --portal examples/portal/portal.yaml dialplans/anywhere_portal.yaml
@@ -48,15 +48,22 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q
 
-bench: venv
+bench: system venv bench-packages
 	$(BIN)/python bench/sim_throughput.py
 	$(BIN)/python bench/portal_throughput.py
 	$(BIN)/python bench/prompt_audio.py
 	$(BIN)/python bench/dtmf_detector.py
 	$(BIN)/python bench/sip_load.py
+	$(BIN)/python bench/bridge_load.py
+	$(BIN)/python bench/sip_fuzz.py
 
 bench-sip: system venv
 	$(BIN)/python bench/sip_load.py
+
+# the bridge benchmark's anchor: rtpengine (userspace), run by the benchmark itself
+bench-packages:
+	@command -v rtpengine >/dev/null || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q rtpengine-daemon; }
 
 schema: venv
 	$(BIN)/ivr schema -o dialplan.schema.json

@@ -1228,6 +1228,9 @@ def run_ivr(n: int, opts: Options, run_tag: str) -> Level:
             cmd += ["--port", str(portal_port)]
             cmd += ["--dial-target", f"sip:{{number}}@{HOST}:{callee_port}"]
             cmd += ["--rtp-ports", f"{first}-{last}", "--rtp-timeout", "0"]
+            # capacity is measured here, not admission: every call comes from the one
+            # proxy, whose new calls the default per-source limit (50/s) would thin out
+            cmd += ["--call-rate", "10000", "--call-burst", "10000"]
             cmd += ["--stats", str(stats)]
             log = opts.work / f"ivr-{n}.log"
             portal = spawn(cmd, opts.work, log)

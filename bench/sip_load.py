@@ -144,6 +144,11 @@ def start_target(
             "30000-39999",
             "--password",
             "x",
+            # capacity, not admission: all calls come through the one proxy
+            "--call-rate",
+            "10000",
+            "--call-burst",
+            "10000",
         ]
     cmd += [
         "--registrar",

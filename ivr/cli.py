@@ -260,8 +260,13 @@ def _hostport(value: str) -> tuple[str, int]:
     show_default=True,
     help="The caller's number: from P-Asserted-Identity (else From), only from it, or from From.",
 )
-@click.option("--call-rate", default=20.0, show_default=True, help="New calls/s per source.")
-@click.option("--call-burst", default=40, show_default=True, help="Burst of new calls per source.")
+@click.option(
+    "--call-rate",
+    default=50.0,
+    show_default=True,
+    help="New calls/s per source (behind one proxy: the whole PBX's peak).",
+)
+@click.option("--call-burst", default=100, show_default=True, help="Burst of new calls per source.")
 @click.option(
     "--max-calls",
     default=0,

@@ -137,9 +137,10 @@ class ServeConfig:
     trust: tuple[str, ...] = ()
     #: whose word on the caller counts: pai (P-Asserted-Identity, else From), pai-only, from
     identity: str = "pai"
-    #: new calls per second from one source, and the burst allowed (503 beyond)
-    call_rate: float = 20.0
-    call_burst: int = 40
+    #: new calls per second from one source, and the burst allowed (503 beyond); behind
+    #: one proxy every call comes from it: size for the whole PBX's peak
+    call_rate: float = 50.0
+    call_burst: int = 100
     #: calls at once (0: as many as the open-file limit and the RTP ports allow)
     max_calls: int = 0
     #: RTP: latch on the first packet from anywhere (callers behind NAT), not only from

@@ -178,7 +178,7 @@ def test_a_flood_is_answered_503_and_sends_no_media_while_a_real_call_pulls(
         flood.sock.close()
         media_sink.close()
         server.stop()
-    assert server.agent.stats.rate_limited > 1500
+    assert server.agent.stats.rate_limited > 1200  # 2,000 at 400/s: 100 + 50/s let in
     assert answers.refusals > 1000  # 503 with Retry-After (what arrived of them)
     assert rtp.datagrams == 0  # no media to an address that never answered
     # bytes out per byte in (before: ~230, mostly RTP): now the 100s, the 503s and the

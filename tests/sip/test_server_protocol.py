@@ -365,6 +365,47 @@ def test_dialling_out_calls_back_with_the_portals_identity_and_bridges(
         callee_media.close()
 
 
+def test_early_media_of_the_called_party_replaces_the_ringback(
+    portal_dir, no_leaks, peer: Peer
+) -> None:
+    callee = Peer()
+    server = start_server(
+        portal_dir,
+        registrar=("127.0.0.1", callee.port),
+        register=False,
+        trust=("127.0.0.1/32",),
+    )
+    caller_media, callee_media = media_socket(), media_socket()
+    try:
+        ok = answer(server, peer, "c-early", rtp_port=caller_media.getsockname()[1])
+        keys_by_info(server, peer, "c-early", to_tag(ok), "4711#0301234567#")
+        invite_out = callee.wait("INVITE sip:+49301234567@", timeout=15)
+        callee.send(
+            reply(invite_out, "180 Ringing", tag="early1", port=callee.port), server.address
+        )
+        ringback = {struct.unpack_from("!I", caller_media.recv(2048), 8)[0] for _ in range(3)}
+        sdp = sdp_body(callee_media.getsockname()[1], 8)
+        callee.send(
+            reply(invite_out, "183 Session Progress", tag="early1", port=callee.port, body=sdp),
+            server.address,
+        )
+        time.sleep(0.3)
+        drain(caller_media)
+        portal_rtp = ("127.0.0.1", rtp_port_of(invite_out))
+        announcement = bytes(range(160))
+        for seq in range(5):  # "the person you called is not available ..." before any 200
+            peer_rtp_send(callee_media, portal_rtp, 8, seq, announcement)
+        got = [caller_media.recv(2048) for _ in range(5)]
+        assert {struct.unpack_from("!I", d, 8)[0] for d in got} == {4242}  # theirs only
+        assert all(d[12:] == announcement for d in got) and not ringback & {4242}
+        assert server.calls["c-early"].state == "connecting"  # not bridged yet
+    finally:
+        server.stop()
+        callee.close()
+        caller_media.close()
+        callee_media.close()
+
+
 def test_a_busy_call_back_brings_the_caller_back_to_the_menu(
     portal_dir, no_leaks, peer: Peer
 ) -> None:
