@@ -367,10 +367,10 @@ class UserAgent:
         leg = self._dialog_leg(request)
         if leg is None:
             return
-        if leg.update is not None and request.cseq == leg.update.request.cseq:
+        if leg.update is not None and request.cseq == leg.update.cseq:
             self.transactions.acked(leg.update)  # the ACK of a re-INVITE's 200
             return
-        if not leg.incoming or leg.server is None or request.cseq != leg.server.request.cseq:
+        if not leg.incoming or leg.server is None or request.cseq != leg.server.cseq:
             return
         self.transactions.acked(leg.server)
         if not leg.acked:
@@ -542,6 +542,8 @@ class UserAgent:
         headers: list[tuple[str, str]] | None = None,
         body: bytes = b"",
     ) -> None:
+        if txn.request is None:
+            return  # answered finally already (the layer would not send it either)
         if status > 100 and not to_tag:
             to_tag = new_tag()
         data = response(

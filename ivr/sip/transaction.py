@@ -76,22 +76,23 @@ class ClientTransaction:
 
 @dataclass(eq=False)
 class ServerTransaction:
-    """A request we received, until its response's retransmissions are done."""
+    """A request we received, until its response's retransmissions are done. Once a
+    non-INVITE request is answered finally, only its key and last response are kept
+    (``request`` becomes None): a transaction lives 32 s, and a parsed request is a few
+    hundred objects for the garbage collector to walk."""
 
-    request: Message
+    request: Message | None
     source: Address
     reply_to: Address
     key: tuple[str, ...]
+    method: str = ""
+    cseq: int = 0
     on_ack_timeout: Callable[[], None] = _nothing
     state: str = "trying"  # trying -> proceeding -> accepted/completed -> confirmed -> terminated
     last: bytes = b""
     status: int = 0
     _retransmit: TimerHandle | None = field(default=None, repr=False)
     _deadline: TimerHandle | None = field(default=None, repr=False)
-
-    @property
-    def method(self) -> str:
-        return self.request.method
 
     @property
     def final(self) -> bool:
@@ -270,7 +271,9 @@ class TransactionLayer:
             if txn.last and txn.state != "confirmed":
                 self.send(txn.last, txn.reply_to)
             return None
-        txn = ServerTransaction(request, source, via_sent_by(request), key)
+        txn = ServerTransaction(
+            request, source, via_sent_by(request), key, request.method, request.cseq
+        )
         self.servers[key] = txn
         return txn
 
@@ -302,6 +305,7 @@ class TransactionLayer:
             return
         if txn.method != "INVITE":
             txn.state = "completed"
+            txn.request = None  # answered: what remains is the key and the response
             txn._deadline = self._at(64 * self.t1, lambda: self._terminate_server(txn))
             return
         txn.state = "accepted" if status < 300 else "completed"
