@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ivr.audio.convert import decode
 from ivr.sip.server import SipServer
-from tests.sip.peers import HOST
+from tests.sip.peers import HOST, eventually
 
 
 def portal_on_kamailio(
@@ -68,12 +68,9 @@ class SipLog:
 
     def first(self, start: str, timeout: float = 30.0) -> Sent:
         """The first datagram whose first line starts with ``start`` (waits for it)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for sent in list(self.sent):
-                if sent.first_line.startswith(start):
-                    return sent
-            time.sleep(0.02)
+        found = eventually(lambda: next(iter(self.all(start)), None), timeout, interval=0.02)
+        if found is not None:
+            return found
         raise AssertionError(f"the portal sent no {start!r}: {[s.first_line for s in self.sent]}")
 
     def all(self, start: str) -> list[Sent]:

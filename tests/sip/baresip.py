@@ -15,16 +15,14 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
 import wave
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tests.sip.peers import HOST, free_udp_port, kill_group, spawn
+from tests.sip.peers import HOST, PeerProcess, eventually, free_udp_port, kill_group, spawn
 
 BARESIP = shutil.which("baresip")
 MODULE_PATHS = (Path("/usr/lib/baresip/modules"), Path("/usr/lib/x86_64-linux-gnu/baresip/modules"))
@@ -59,12 +57,14 @@ def netstring(data: bytes) -> bytes:
     return str(len(data)).encode() + b":" + data + b","
 
 
-class Baresip:
+class Baresip(PeerProcess):
     """baresip 1.0.0 as a SIP caller on 127.0.0.1, as a context manager.
 
     ``user`` is the user part of the From URI (the caller number). Calls go where
     ``dial`` says, e.g. ``sip:portal@127.0.0.1:5060`` to call through a proxy.
     """
+
+    name = "baresip"
 
     def __init__(
         self,
@@ -87,8 +87,6 @@ class Baresip:
         self.ctrl_port = free_tcp_port()
         self.call_seconds = call_seconds
         self.ready_timeout = ready_timeout
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
         self._ctrl: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -97,12 +95,6 @@ class Baresip:
         self.responses: list[dict[str, Any]] = []
 
     # -- configuration -------------------------------------------------------------
-
-    @property
-    def workdir(self) -> Path:
-        if self._tmp is None:
-            raise RuntimeError("baresip is not started")
-        return Path(self._tmp.name)
 
     @property
     def aor(self) -> str:
@@ -152,14 +144,10 @@ class Baresip:
 
     def output(self) -> str:
         """baresip's stdout and stderr so far."""
-        try:
-            return (self.workdir / "baresip.log").read_text(errors="replace")
-        except (FileNotFoundError, RuntimeError):
-            return ""
+        return self._read_workdir("baresip.log")
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def describe(self) -> str:
+        return self.output()[-4000:]
 
     def start(self) -> None:
         if self._proc is not None:
@@ -173,13 +161,9 @@ class Baresip:
         self._connect()
 
     def _connect(self) -> None:
-        assert self._proc is not None
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"baresip exited with {self._proc.returncode}:\n{self.output()[-4000:]}"
-                )
+            self._check_alive()
             try:
                 sock = socket.create_connection((HOST, self.ctrl_port), timeout=0.5)
             except OSError:
@@ -192,7 +176,7 @@ class Baresip:
             return
         raise TimeoutError(
             f"baresip's ctrl_tcp did not listen on {HOST}:{self.ctrl_port} within "
-            f"{self.ready_timeout} s:\n{self.output()[-4000:]}"
+            f"{self.ready_timeout} s:\n{self.describe()}"
         )
 
     def _read(self) -> None:
@@ -232,40 +216,19 @@ class Baresip:
             elif message.get("response"):
                 self.responses.append(message)
 
-    def _kill(self, grace: float = 3.0) -> None:
-        if self._proc is not None:
-            kill_group(self._proc, grace, sweep=True)
-
-    def close(self) -> None:
+    def stop(self, grace: float = 3.0) -> None:
+        """Close the control connection, kill the process group, join the reader."""
         try:
             if self._ctrl is not None:
                 self._ctrl.close()
-            self._kill()
+            if self._proc is not None:
+                kill_group(self._proc, grace, sweep=True)
             if self._reader is not None:
                 self._reader.join(timeout=2)
         finally:
             self._ctrl = None
             self._reader = None
             self._proc = None
-            if self._tmp is not None:
-                self._tmp.cleanup()
-                self._tmp = None
-
-    def __enter__(self) -> Baresip:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- commands --------------------------------------------------------------------
 
@@ -276,14 +239,18 @@ class Baresip:
         token = f"t{time.monotonic_ns()}"
         message = {"command": command, "params": params, "token": token}
         self._ctrl.sendall(netstring(json.dumps(message).encode()))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def take() -> dict[str, Any] | None:
             with self._lock:
                 for response in self.responses:
                     if response.get("token") == token:
                         self.responses.remove(response)
                         return response
-            time.sleep(0.02)
+            return None
+
+        response = eventually(take, timeout, interval=0.02)
+        if response is not None:
+            return response
         raise TimeoutError(f"no response to {command!r} within {timeout} s:\n{self.output()}")
 
     def dial(self, uri: str) -> None:
@@ -308,9 +275,4 @@ class Baresip:
             return [str(event.get("type")) for event in self.events]
 
     def wait_event(self, kind: str, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if kind in self.event_types():
-                return True
-            time.sleep(0.05)
-        return False
+        return eventually(lambda: kind in self.event_types(), timeout) is not None

@@ -14,118 +14,62 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.sip import sipp_xml
+
 PCAPS = Path("/usr/share/sip-tester")
 PCAP_NAMES = {"*": "star", "#": "pound"}
 KEY_GAP_MS = 350  # each pcap lasts ~160 ms
 
 Step = tuple[str, ...] | tuple[str, int]
 
-_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ivr caller">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Test" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [sink_port] RTP/AVP [codec_pt] 101
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-"""
+#: the caller: From the caller number (``-key caller``), Contact sipp
+CALLER = sipp_xml.user_agent(
+    "Test", "[caller]", with_port=True, contact_user="sipp", rport=False, routes_first=False
+)
+_HEAD = (
+    sipp_xml.head("ivr caller", declaration=sipp_xml.LATIN1)
+    + sipp_xml.invite(
+        CALLER,
+        sipp_xml.SERVICE,
+        body=sipp_xml.sdp(
+            "user1 53655765 2353687637",
+            "[sink_port] RTP/AVP [codec_pt] 101",
+            sipp_xml.TELEPHONE_EVENT,
+            "a=fmtp:101 0-15",
+        ),
+    )
+    + sipp_xml.provisional("100", "180")
+)
 
 _ANSWERED = """  <recv response="200" rrs="true">
     <action><ereg regexp="[^ ].*" search_in="hdr" header="To:" assign_to="portal_to"/></action>
   </recv>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Test" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
+""" + sipp_xml.ack(CALLER)
 
-    ]]>
-  </send>
-"""
-
-_REPLY = """  <send>
-    <![CDATA[
-      SIP/2.0 {code}
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
-
-_IN_DIALOG = """  <send retrans="500">
-    <![CDATA[
-      {method} [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Test" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: {cseq} {method}
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-{extra}      Content-Length: [len]
-
-{body}
-    ]]>
-  </send>
-  <recv response="200"{crlf}/>
-"""
+# as a phone does after a REFER: a NOTIFY that the call went well (no Max-Forwards, and
+# the sipfrag body ends the message)
+_NOTIFY_200 = sipp_xml.send(
+    "NOTIFY [next_url] SIP/2.0",
+    CALLER.via,
+    f"From: {CALLER.sender}",
+    "To: [$portal_to]",
+    "[routes]",
+    CALLER.call_id,
+    "CSeq: 50 NOTIFY",
+    f"Contact: {CALLER.contact}",
+    "Event: refer",
+    "Subscription-State: terminated;reason=noresource",
+    "Content-Type: message/sipfrag",
+    "Content-Length: [len]",
+    "",
+    "SIP/2.0 200 OK",
+    retrans="500",
+) + sipp_xml.tag("recv", response="200")
+_END = sipp_xml.end("portal_to")
 
 
-_NOTIFY_200 = """  <send retrans="500">
-    <![CDATA[
-      NOTIFY [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Test" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: [$portal_to]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 50 NOTIFY
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Event: refer
-      Subscription-State: terminated;reason=noresource
-      Content-Type: message/sipfrag
-      Content-Length: [len]
-
-      SIP/2.0 200 OK
-    ]]>
-  </send>
-  <recv response="200"/>
-"""
-_END = '  <Reference variables="portal_to"/>\n</scenario>\n'
+def _reply(status: str) -> str:
+    return sipp_xml.response(status, f"Contact: {CALLER.contact}")
 
 
 def _keys(keys: str) -> str:
@@ -134,7 +78,7 @@ def _keys(keys: str) -> str:
         name = PCAP_NAMES.get(key, key)
         out.append(
             f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{name}.pcap"/>'
-            f'</action></nop>\n  <pause milliseconds="{KEY_GAP_MS}"/>\n'
+            f"</action></nop>\n{sipp_xml.pause(KEY_GAP_MS)}"
         )
     return "".join(out)
 
@@ -142,7 +86,12 @@ def _keys(keys: str) -> str:
 def scenario(steps: list[Step], expect: str) -> str:
     """SIPp XML for a caller doing ``steps`` and then expecting ``expect``."""
     if expect == "refused":
-        return _HEAD + '  <recv response="403"/>\n' + _ack_error() + _END
+        return (
+            _HEAD
+            + sipp_xml.tag("recv", response="403")
+            + sipp_xml.ack_failure(CALLER, sipp_xml.SERVICE)
+            + _END
+        )
     xml = _HEAD + _ANSWERED
     cseq = 2
     for step in steps:
@@ -150,51 +99,30 @@ def scenario(steps: list[Step], expect: str) -> str:
         if kind == "keys":
             xml += _keys(str(step[1]))
         elif kind == "pause":
-            xml += f'  <pause milliseconds="{int(step[1])}"/>\n'
+            xml += sipp_xml.pause(int(step[1]))
         elif kind == "audio":  # plays in the background, from the pcap's start
             xml += f'  <nop><action><exec play_pcap_audio="{step[1]}"/></action></nop>\n'
         elif kind == "info":
-            body = f"      Signal={step[1]}\n      Duration=160\n"
-            xml += _IN_DIALOG.format(
-                method="INFO",
-                cseq=cseq,
-                extra="      Content-Type: application/dtmf-relay\n",
-                body=body,
-                crlf="",
-            )
+            dtmf = (f"Signal={step[1]}", "Duration=160", "")
+            info = ("Content-Type: application/dtmf-relay", "Content-Length: [len]", "", *dtmf)
+            xml += sipp_xml.in_dialog(CALLER, "INFO", cseq, body=info)
+            xml += sipp_xml.tag("recv", response="200")
             cseq += 1
         elif kind == "hangup":
-            xml += _IN_DIALOG.format(
-                method="BYE", cseq=cseq, extra="", body="", crlf=' crlf="true"'
-            )
-            return xml + _END
+            # no body: Content-Length [len] (0), and one blank line more than it needs
+            bye = ("Content-Length: [len]", "", "")
+            xml += sipp_xml.in_dialog(CALLER, "BYE", cseq, body=bye)
+            return xml + sipp_xml.tag("recv", response="200", crlf="true") + _END
         else:
             raise ValueError(f"unknown step {step!r}")
-    pause = f'  <pause milliseconds="{KEY_GAP_MS}"/>\n'
-    if steps and steps[-1][0] == "keys" and xml.endswith(pause):
-        xml = xml[: -len(pause)]  # the answer to the last key may come at once
+    gap = sipp_xml.pause(KEY_GAP_MS)
+    if steps and steps[-1][0] == "keys" and xml.endswith(gap):
+        xml = xml[: -len(gap)]  # the answer to the last key may come at once
     if expect == "refer":  # as a phone does: 202, then a NOTIFY that the call went well
-        xml += '  <recv request="REFER" timeout="30000"/>\n' + _REPLY.format(code="202 Accepted")
+        xml += sipp_xml.tag("recv", request="REFER", timeout="30000") + _reply("202 Accepted")
         xml += _NOTIFY_200
-    xml += '  <recv request="BYE" timeout="30000"/>\n' + _REPLY.format(code="200 OK")
-    return xml + '  <pause milliseconds="200"/>\n' + _END
-
-
-def _ack_error() -> str:
-    return """  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Test" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
+    xml += sipp_xml.tag("recv", request="BYE", timeout="30000") + _reply("200 OK")
+    return xml + sipp_xml.pause(200) + _END
 
 
 @dataclass

@@ -9,8 +9,8 @@ opened, and what linphone sends in a call is the WAV named ``[sound] hold_music`
 rate works (it is resampled); G.711 only by default. Without files mode, or without a
 WAV it can open, linphone sends no RTP at all (its default, an .mkv, fails to open).
 
-Why not the helpers' ``spawn``: it gives the process no stdin, and linphonec quits on
-end of input. ``--pipe`` (the ``linphonecsh`` socket) is no way out either: its path is
+It is started with the helpers' ``spawn`` with a pipe for stdin: linphonec quits on
+end of input. ``--pipe`` (the ``linphonecsh`` socket) is no way out: its path is
 ``/tmp/linphonec-<uid>``, shared by every instance of the user. Stopping reuses
 ``kill_group`` (``quit`` first, then SIGTERM / SIGKILL to the group).
 
@@ -33,9 +33,8 @@ import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from tests.sip.peers import HOST, free_udp_port, kill_group, sip_options
+from tests.sip.peers import HOST, PeerProcess, free_udp_port, kill_group, spawn
 
 LINPHONEC = shutil.which("linphonec")
 PROMPT = "linphonec> "
@@ -93,13 +92,15 @@ class SipTrace:
         return None
 
 
-class Linphone:
+class Linphone(PeerProcess):
     """linphonec on 127.0.0.1:port as a context manager (see the module docstring).
 
     ``auto_answer`` is linphonec's ``-a``: it answers an incoming call when no other call
     is running (a second call rings). INVITEs with a matching ``Replaces`` are accepted
     by liblinphone itself, with or without it (``[sip] auto_answer_replacing_calls``).
     """
+
+    name = "linphonec"
 
     def __init__(
         self,
@@ -124,8 +125,6 @@ class Linphone:
         self.debug_level = debug_level
         self.ready_timeout = ready_timeout
         self.startup_seconds: float | None = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
 
     # -- configuration -----------------------------------------------------------
 
@@ -137,12 +136,6 @@ class Linphone:
     def uri(self) -> str:
         """The SIP URI that reaches this linphone directly."""
         return f"sip:{self.user}@{self.address}"
-
-    @property
-    def workdir(self) -> Path:
-        if self._tmp is None:
-            raise RuntimeError("linphonec is not started")
-        return Path(self._tmp.name)
 
     @property
     def audio_file(self) -> Path:
@@ -200,25 +193,15 @@ class Linphone:
 
     def console(self) -> str:
         """Everything linphonec printed so far (readline echo, output, call events)."""
-        try:
-            return (self.workdir / "console.log").read_text(errors="replace")
-        except (FileNotFoundError, RuntimeError):
-            return ""
+        return self._read_workdir("console.log")
 
     def log(self) -> str:
         """The debug log (``-d 6``: every SIP message, media and state changes)."""
-        try:
-            return (self.workdir / "linphone.log").read_text(errors="replace")
-        except (FileNotFoundError, RuntimeError):
-            return ""
+        return self._read_workdir("linphone.log")
 
     def describe(self) -> str:
         """The console and the tail of the log, for assertion messages."""
         return f"--- linphonec console ---\n{self.console()[-3000:]}\n--- log ---\n{self.log()[-3000:]}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
         if self._proc is not None:
@@ -230,40 +213,14 @@ class Linphone:
             write_tone(self.audio_file, 5.0, amplitude=0)
         self.config_path.write_text(self.config())
         started = time.monotonic()
-        with (self.workdir / "console.log").open("ab") as out:
-            self._proc = subprocess.Popen(
-                self.command(),
-                cwd=self.workdir,
-                env=self.environment(),
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        log = self.workdir / "console.log"
+        env = self.environment()
+        self._proc = spawn(self.command(), self.workdir, log, stdin=subprocess.PIPE, env=env)
         self.send("soundcard use files", expect=re.escape(_FILES_MODE))
         if self.codecs:
             self.set_codecs(self.codecs)
-        self._wait_ready()
+        self._wait_answering(self.port, self.ready_timeout)
         self.startup_seconds = time.monotonic() - started
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
-            status = sip_options(self.port, timeout=0.2)
-            if status is not None and " 200 " in f"{status} ":
-                return
-            time.sleep(0.05)
-        raise TimeoutError(
-            f"linphonec did not answer OPTIONS on {self.address} within "
-            f"{self.ready_timeout} s:\n{self.describe()}"
-        )
-
-    def _check_alive(self) -> None:
-        if self._proc is None:
-            raise RuntimeError("linphonec is not started")
-        if self._proc.poll() is not None:
-            raise RuntimeError(f"linphonec exited with {self._proc.returncode}:\n{self.describe()}")
 
     def stop(self, grace: float = 3.0) -> None:
         """``quit`` (ends the calls with BYE), then the process group is killed."""
@@ -280,30 +237,6 @@ class Linphone:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
         kill_group(proc, grace=1.0, sweep=True)
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            if self._tmp is not None:
-                self._tmp.cleanup()
-                self._tmp = None
-
-    def __enter__(self) -> Linphone:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- commands ------------------------------------------------------------------
 

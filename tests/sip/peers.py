@@ -6,7 +6,13 @@ Everything binds 127.0.0.1 only. Nothing here is a test; see ``test_peers.py``.
 temporary directory and kills its whole process group on exit; ``Kamailio.rpc`` asks
 it over its JSON-RPC UDP socket (e.g. ``dialogs()`` for the calls it tracks). ``run_sipp``
 runs one SIPp scenario to completion; ``SippProcess`` runs one in the
-background (e.g. a UAS, or load) and is reaped on exit as well.
+background (e.g. a UAS, or load) and is reaped on exit as well; ``listening`` waits
+until it has bound its port.
+
+The other peers (``linphone.py``, ``baresip.py``) build on the same pieces:
+``PeerProcess`` (a program in a temporary directory and its own process group, as a
+context manager), ``spawn`` / ``kill_group``, ``free_udp_port`` and ``sip_options``.
+``eventually`` is the tests' one way to wait for a condition.
 """
 
 from __future__ import annotations
@@ -23,11 +29,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 KAMAILIO_CFG = ROOT / "examples" / "kamailio" / "kamailio.cfg"
@@ -36,6 +42,21 @@ HOST = "127.0.0.1"
 
 KAMAILIO = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin:/sbin")
 SIPP = shutil.which("sipp")
+
+T = TypeVar("T")
+
+
+def eventually(
+    probe: Callable[[], T | None], timeout: float, *, interval: float = 0.05
+) -> T | None:
+    """The first truthy value of probe() within timeout seconds (asked every interval
+    seconds, and once more when the time is up), else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value or None
+        time.sleep(interval)
 
 
 def free_udp_port() -> int:
@@ -91,14 +112,23 @@ def sip_options(port: int, *, host: str = HOST, timeout: float = 0.5) -> str | N
         return data.decode(errors="replace").split("\r\n", 1)[0]
 
 
-def spawn(command: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start a peer in its own process group (for :func:`kill_group`), no stdin,
-    stdout and stderr appended to ``log``."""
+def spawn(
+    command: list[str],
+    cwd: Path,
+    log: Path,
+    *,
+    stdin: int = subprocess.DEVNULL,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a peer in its own process group (for :func:`kill_group`), no stdin (or
+    ``subprocess.PIPE``), stdout and stderr appended to ``log``; ``env`` replaces the
+    environment."""
     with log.open("ab") as out:
         return subprocess.Popen(
             command,
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
+            env=env,
+            stdin=stdin,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -128,6 +158,103 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float, *, sweep: bool = Fal
     proc.wait()
 
 
+class Closing:
+    """A context manager whose exit is ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PeerProcess(Closing):
+    """A peer program run in a temporary directory and its own process group, as a
+    context manager: ``start()`` on enter (``close()`` if that fails), ``close()`` on
+    exit, which ``stop()``s it and removes the directory.
+
+    Subclasses name the program (``name``, for messages), say what went wrong
+    (``describe()``), start it with :func:`spawn` into ``_proc`` and stop it.
+    """
+
+    name: ClassVar[str] = "peer"
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def workdir(self) -> Path:
+        if self._tmp is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return Path(self._tmp.name)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def describe(self) -> str:
+        """What the program said, for error messages."""
+        raise NotImplementedError
+
+    def _read_workdir(self, name: str) -> str:
+        """A file in the working directory ("" before the start, or if there is none)."""
+        try:
+            return (self.workdir / name).read_text(errors="replace")
+        except (FileNotFoundError, RuntimeError):
+            return ""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _check_alive(self) -> None:
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} is not started")
+        if self._proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self._proc.returncode}:\n{self.describe()}"
+            )
+
+    def _wait_answering(self, port: int, timeout: float) -> None:
+        """Until the program answers OPTIONS on ``port`` with 200 (or has exited)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            status = sip_options(port, timeout=0.2)
+            if status is not None and " 200 " in f"{status} ":
+                return
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"{self.name} did not answer OPTIONS on {HOST}:{port} within "
+            f"{timeout} s:\n{self.describe()}"
+        )
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+
 class RpcError(RuntimeError):
     """Kamailio answered a JSON-RPC request with an error object."""
 
@@ -138,7 +265,7 @@ class RpcError(RuntimeError):
         self.message = message
 
 
-class Kamailio:
+class Kamailio(PeerProcess):
     """A local Kamailio registrar/proxy on 127.0.0.1:port, as a context manager.
 
     ``password`` turns on digest auth (defines WITH_AUTH, AUTH_PASSWORD): for REGISTER,
@@ -149,6 +276,7 @@ class Kamailio:
     TRUSTED_SOURCE); it strips the header from everybody else.
     """
 
+    name = "kamailio"
     _rpc_ids: ClassVar[Iterator[int]] = itertools.count(1)
 
     def __init__(
@@ -173,18 +301,10 @@ class Kamailio:
         self.password = password
         self.config = config
         self.ready_timeout = ready_timeout
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
-
-    @property
-    def workdir(self) -> Path:
-        if self._tmp is None:
-            raise RuntimeError("Kamailio is not started")
-        return Path(self._tmp.name)
 
     @property
     def log_path(self) -> Path:
@@ -207,10 +327,10 @@ class Kamailio:
 
     def log(self) -> str:
         """Kamailio's stderr so far (all runs, including before restarts)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return _read(self.log_path)
+
+    def describe(self) -> str:
+        return self.log()[-4000:]
 
     def start(self) -> None:
         if self._tmp is None:
@@ -218,24 +338,7 @@ class Kamailio:
         if self._proc is not None and self._proc.poll() is None:
             raise RuntimeError("Kamailio is already running")
         self._proc = spawn(self.command(), self.workdir, self.log_path)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"kamailio exited with {self._proc.returncode}:\n{self.log()[-4000:]}"
-                )
-            status = sip_options(self.port, timeout=0.2)
-            if status is not None and " 200 " in f"{status} ":
-                return
-            time.sleep(0.05)
-        raise TimeoutError(
-            f"kamailio did not answer OPTIONS on {self.address} within "
-            f"{self.ready_timeout} s:\n{self.log()[-4000:]}"
-        )
+        self._wait_answering(self.port, self.ready_timeout)
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -246,10 +349,6 @@ class Kamailio:
         """Stop and start again on the same port (registrations are lost)."""
         self.stop()
         self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def rpc(self, method: str, *params: Any, timeout: float = 2.0) -> Any:
         """Send one JSON-RPC 2.0 request to the RPC socket; the reply's ``result``.
@@ -299,30 +398,6 @@ class Kamailio:
         if not isinstance(result, list):
             raise RpcError("dlg.list", None, f"expected a list, got {result!r}")
         return result
-
-    def __enter__(self) -> Kamailio:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            if self._tmp is not None:
-                self._tmp.cleanup()
-                self._tmp = None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass
@@ -420,7 +495,7 @@ def sipp_command(
     return cmd
 
 
-class SippProcess:
+class SippProcess(Closing):
     """A SIPp run in the background (a UAS, or a load generator); a context manager.
 
     ``wait()`` collects the result; on exit a still-running sipp is killed and reaped.
@@ -507,16 +582,24 @@ class SippProcess:
         finally:
             self._tmp.cleanup()
 
-    def __enter__(self) -> SippProcess:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+def listening(sipp: SippProcess, timeout: float = 5.0) -> bool:
+    """Wait until this sipp itself has bound its UDP port (Linux /proc), so a call placed
+    next cannot race its start or reach a process that took the port first."""
+
+    def bound() -> bool:
+        try:
+            links = {os.readlink(fd) for fd in Path(f"/proc/{sipp.popen.pid}/fd").iterdir()}
+        except OSError:  # sipp is gone, or an fd closed while we looked
+            return False
+        rows = (line.split() for line in Path("/proc/net/udp").read_text().splitlines()[1:])
+        return any(
+            int(row[1].split(":")[1], 16) == sipp.port and f"socket:[{row[9]}]" in links
+            for row in rows
+        )
+
+    eventually(lambda: bound() or sipp.popen.poll() is not None, timeout)
+    return sipp.popen.poll() is None and bound()
 
 
 #: start sipp in the background; use as ``with sipp_popen(...) as uas:``

@@ -12,29 +12,19 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 
 import pytest
 
 from ivr.sip.server import SipServer
 from tests.sip.baresip import Baresip, module_path
 from tests.sip.conftest import ERIKA
-from tests.sip.peers import Kamailio
+from tests.sip.peers import Kamailio, eventually
 from tests.sip.test_e2e import ended_cleanly, kamailio, portal, registered  # noqa: F401
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("baresip") and module_path() and shutil.which("kamailio")),
     reason="needs baresip (with its ctrl_tcp module) and kamailio",
 )
-
-
-def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_baresip_erika_pulls_her_call(kamailio: Kamailio, portal: SipServer) -> None:  # noqa: F811

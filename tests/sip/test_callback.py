@@ -10,35 +10,35 @@ both directions of the bridge.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ivr.sip.server import SipServer
+from tests.sip import sipp_xml
 from tests.sip.b2bua import RtpRecorder, SipLog, portal_on_kamailio
 from tests.sip.callers import PCAPS, Step, scenario
 from tests.sip.conftest import ERIKA, start_server
-from tests.sip.peers import HOST, Kamailio, SippProcess, free_udp_port, sipp_popen
-from tests.sip.test_e2e import ended_cleanly, registered
-from tests.sip.test_peers import eventually, listening
+from tests.sip.peers import (
+    HOST,
+    Kamailio,
+    SippProcess,
+    eventually,
+    free_udp_port,
+    listening,
+    sipp_popen,
+)
+from tests.sip.test_e2e import ended_cleanly, needs_kamailio_and_sipp, registered
 
-pytestmark = [
-    pytest.mark.skipif(
-        not (shutil.which("kamailio") and shutil.which("sipp")),
-        reason="needs kamailio and sipp (make test installs them)",
-    ),
-    pytest.mark.timeout(120),
-]
+pytestmark = [needs_kamailio_and_sipp, pytest.mark.timeout(120)]
 
 NUMBER = "0301234567"  # fictional; dialled as +49301234567
 # the portal's identity as examples/portal/kamailio.yaml presents it (regex, XML-quoted)
 IDENTITY = "^\\s*&quot;Anywhere Portal Zentrale&quot; &lt;sip:\\+4930123454100@127\\.0\\.0\\.1&gt;"
 
-_INVITE = f"""<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="call-back destination">
-  <recv request="INVITE" crlf="true" rrs="true">
+_INVITE = sipp_xml.head("call-back destination") + (
+    f"""  <recv request="INVITE" crlf="true" rrs="true">
     <action>
       <ereg regexp="{IDENTITY};tag=" search_in="hdr" header="From:" check_it="true"
             assign_to="from"/>
@@ -52,94 +52,55 @@ _INVITE = f"""<?xml version="1.0" encoding="UTF-8"?>
     </action>
   </recv>
 """
-_REPLY = """  <send>
-    <![CDATA[
-      SIP/2.0 {status}
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      [last_Record-Route:]
-      Contact: <sip:callee@[local_ip]:[local_port]>
-{sdp}
-    ]]>
-  </send>
-"""
-_NO_BODY = "      Content-Length: 0\n"
-_SDP = """      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=callee 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-"""
-_OK_TO_LAST = """  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
-_BYE = """  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      From: [$me];tag=[pid]SIPpTag01[call_number]
-      To: [$peer]
-      [last_Call-ID:]
-      CSeq: 2 BYE
-      Contact: <sip:callee@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-"""
+)
+# the called party's own requests (its BYE): From and To as the INVITE had them, swapped
+CALLEE = sipp_xml.UserAgent(
+    f"[$me];tag={sipp_xml.UAS_TAG}",
+    "<sip:callee@[local_ip]:[local_port]>",
+    rport=False,
+    call_id="[last_Call-ID:]",
+)
+_SDP = sipp_xml.sdp(
+    "callee 1 1", "[media_port] RTP/AVP 8 101", sipp_xml.PCMA, sipp_xml.TELEPHONE_EVENT
+)
+_END = sipp_xml.end("from", "pai", "privacy", "peer", "me", "cseq")
 
 
-_END = '  <Reference variables="from,pai,privacy,peer,me,cseq"/>\n</scenario>\n'
-
-
-def reply(status: str, sdp: bool = False) -> str:
-    return _REPLY.format(status=status, sdp=_SDP if sdp else _NO_BODY)
+def reply(status: str, sdp: bool = False, **attributes: str) -> str:
+    return sipp_xml.response(
+        status,
+        f"Contact: {CALLEE.contact}",
+        to_tag=sipp_xml.UAS_TAG,
+        record_route=True,
+        body=_SDP if sdp else sipp_xml.NO_BODY,
+        **attributes,
+    )
 
 
 def answering(*, hang_up_after_ms: int | None = None) -> str:
     """Rings, answers, then waits for the portal's BYE (or sends its own)."""
-    xml = _INVITE + reply("180 Ringing") + '  <pause milliseconds="500"/>\n'
-    xml += reply("200 OK", sdp=True).replace("<send>", '<send retrans="500">', 1)
-    xml += '  <recv request="ACK"/>\n'
+    xml = _INVITE + reply("180 Ringing") + sipp_xml.pause(500)
+    xml += reply("200 OK", sdp=True, retrans="500")
+    xml += sipp_xml.tag("recv", request="ACK")
     if hang_up_after_ms is None:
-        xml += '  <recv request="BYE" timeout="30000"/>\n' + _OK_TO_LAST
+        xml += sipp_xml.bye_answered(timeout="30000")
     else:
-        xml += f'  <pause milliseconds="{hang_up_after_ms}"/>\n' + _BYE
+        xml += sipp_xml.pause(hang_up_after_ms)
+        xml += sipp_xml.in_dialog(CALLEE, "BYE", 2, to="To: [$peer]")
+        xml += sipp_xml.tag("recv", response="200", crlf="true")
     return xml + _END
 
 
 def ringing_until_cancelled() -> str:
     xml = _INVITE + reply("180 Ringing")
-    xml += '  <recv request="CANCEL" timeout="30000"/>\n' + _OK_TO_LAST
+    xml += sipp_xml.tag("recv", request="CANCEL", timeout="30000") + sipp_xml.ok_to_last()
     # the 487 answers the INVITE, whose CSeq the CANCEL's [last_CSeq:] is not
     terminated = reply("487 Request Terminated").replace("[last_CSeq:]", "CSeq: [$cseq] INVITE")
-    return xml + terminated + '  <recv request="ACK"/>\n' + _END
+    return xml + terminated + sipp_xml.tag("recv", request="ACK") + _END
 
 
 def busy() -> str:
-    return _INVITE + reply("486 Busy Here") + '  <recv request="ACK"/>\n' + _END
+    return _INVITE + reply("486 Busy Here") + sipp_xml.tag("recv", request="ACK") + _END
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 from tests.sip.baresip import module_path
-from tests.sip.peers import HOST, ROOT, free_udp_port, kill_group
+from tests.sip.peers import HOST, ROOT, eventually, free_udp_port, kill_group
 
 SCRIPT = ROOT / "examples" / "run_portal.sh"
 TOOLS = ("kamailio", "sipp", "linphonec", "baresip", "espeak-ng")
@@ -92,14 +92,11 @@ def cmdline(pid: int) -> str:
 
 
 def wait_until(check: Any, timeout: float, why: Any = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {why() if callable(why) else why}")
-        time.sleep(0.05)
+    """check()'s first truthy value within timeout seconds, else an AssertionError."""
+    result = eventually(check, timeout)
+    if result is None:
+        raise AssertionError(f"not within {timeout} s: {why() if callable(why) else why}")
+    return result
 
 
 class Demo:

@@ -19,12 +19,13 @@ import pytest
 from ivr.sip.server import SipServer
 from tests.sip.callers import RtpSink, Step, loudness, scenario
 from tests.sip.conftest import ERIKA, UNKNOWN, open_fds, start_server
-from tests.sip.peers import Kamailio, run_sipp
+from tests.sip.peers import Kamailio, eventually, run_sipp
 
-pytestmark = pytest.mark.skipif(
+needs_kamailio_and_sipp = pytest.mark.skipif(
     not (shutil.which("kamailio") and shutil.which("sipp")),
     reason="needs kamailio and sipp (make test installs them)",
 )
+pytestmark = needs_kamailio_and_sipp
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +35,7 @@ def kamailio() -> Iterator[Kamailio]:
 
 
 def registered(server: SipServer, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.registration.state == "registered":
-            return True
-        time.sleep(0.05)
-    return False
+    return eventually(lambda: server.registration.state == "registered", timeout) is not None
 
 
 def call(
@@ -81,12 +77,10 @@ def portal(kamailio: Kamailio, portal_dir: Path) -> Iterator[SipServer]:
 
 
 def ended_cleanly(server: SipServer) -> bool:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if not server.calls and not server.ports.in_use and server.driver.active == 0:
-            return True
-        time.sleep(0.05)
-    return False
+    def idle() -> bool:
+        return not server.calls and not server.ports.in_use and server.driver.active == 0
+
+    return eventually(idle, 5) is not None
 
 
 def test_erika_pulls_her_call(kamailio: Kamailio, portal: SipServer, tmp_path: Path) -> None:

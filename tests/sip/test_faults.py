@@ -4,25 +4,15 @@ others are served. Threads and sockets are back where they started afterwards.""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from ivr.sip.server import SipServer
 from tests.sip.callers import RtpSink, scenario
 from tests.sip.conftest import ERIKA, open_fds, start_server
-from tests.sip.peers import Kamailio, run_sipp, sipp_popen
+from tests.sip.peers import Kamailio, eventually, run_sipp, sipp_popen
 from tests.sip.test_e2e import call, ended_cleanly, kamailio, pytestmark, registered
 
 __all__ = ["kamailio", "pytestmark"]
-
-
-def wait_until(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_registrar_restart_registers_again(portal_dir: Path, tmp_path: Path) -> None:
@@ -32,7 +22,7 @@ def test_registrar_restart_registers_again(portal_dir: Path, tmp_path: Path) -> 
         try:
             assert registered(server)
             proxy.stop()  # its location table is lost with it
-            assert wait_until(lambda: server.registration.state != "registered", 10)
+            assert eventually(lambda: server.registration.state != "registered", 10)
             proxy.start()
             assert registered(server, timeout=20), proxy.log()[-2000:]
             assert server.registration.registrations >= 2

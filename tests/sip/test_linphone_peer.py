@@ -22,6 +22,7 @@ import pytest
 
 from ivr.audio.convert import decode
 from ivr.sip.rtp import RtpPacket
+from tests.sip import sipp_xml
 from tests.sip.conftest import Peer, to_tag
 from tests.sip.linphone import LINPHONEC, Linphone, write_tone
 from tests.sip.peers import HOST, SIPP, SippProcess, sip_options
@@ -37,74 +38,32 @@ TONE_HZ = 1000.0
 # The desk phone: calls linphone, ACKs, writes linphone's To tag to totag.txt (in its
 # working directory) and waits for the BYE. Call-ID comes from -cid_str, From tag from
 # -key ftag, so the test knows both without parsing anything.
-DESK_SCENARIO = """<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="desk_replaced">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: "Desk" <sip:desk@[local_ip]:[local_port]>;tag=[ftag]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:desk@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=desk 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 8 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true">
+DESK = sipp_xml.user_agent("Desk", "desk", with_port=True, from_tag="[ftag]")
+DESK_SCENARIO = (
+    sipp_xml.head("desk_replaced", doctype=True)
+    + sipp_xml.invite(
+        DESK,
+        sipp_xml.SERVICE,
+        body=sipp_xml.sdp(
+            "desk 1 1",
+            "[media_port] RTP/AVP 0 8 101",
+            sipp_xml.PCMU,
+            sipp_xml.PCMA,
+            sipp_xml.TELEPHONE_EVENT,
+        ),
+    )
+    + sipp_xml.provisional("100", "180", "183")
+    + """  <recv response="200" rrs="true">
     <action>
       <ereg regexp="tag=([^;> ]+)" search_in="hdr" header="To:" assign_to="whole,totag"/>
       <exec command="echo [$totag] > totag.txt"/>
     </action>
   </recv>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      [routes]
-      From: "Desk" <sip:desk@[local_ip]:[local_port]>;tag=[ftag]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:desk@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <Reference variables="whole"/>
-</scenario>
 """
+    + sipp_xml.ack(DESK)
+    + sipp_xml.bye_answered()
+    + sipp_xml.end("whole")
+)
 
 
 @pytest.fixture

@@ -3,14 +3,15 @@ lists its dialogs over JSON-RPC and keeps P-Asserted-Identity only from trusted 
 
 from __future__ import annotations
 
-import os
+import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.sip import sipp_xml
 from tests.sip.peers import (
     HOST,
     KAMAILIO,
@@ -19,7 +20,9 @@ from tests.sip.peers import (
     Kamailio,
     RpcError,
     SippProcess,
+    eventually,
     free_udp_port,
+    listening,
     run_sipp,
     sip_options,
     sipp_popen,
@@ -37,70 +40,28 @@ UAC = SCENARIOS / "uac_basic.xml"
 # A desk phone: INVITE [ruri] From sip:[caller]@127.0.0.1 with one more header line
 # [extra] (never empty: an empty line would end the headers), 200, ACK, pause for
 # sipp's -d ms, BYE. Echoes the Record-Route set like uac_basic.xml.
-DESK_UAC = """<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="desk phone">
-  <send retrans="500">
-    <![CDATA[
-      INVITE [ruri] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      To: <[ruri]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:[caller]@[local_ip]:[local_port]>
-      [extra]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
+DESK = sipp_xml.user_agent("Desk", "[caller]")
+DESK_SDP = sipp_xml.sdp("desk 53655765 2353687637", "[media_port] RTP/AVP 0", sipp_xml.PCMU)
 
-      v=0
-      o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
 
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      [routes]
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:[caller]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
+def _talk_and_hang_up(ack_cseq: int, **ack_attributes: str) -> str:
+    """From the 2xx to the INVITE with CSeq ack_cseq on: ACK, pause, BYE, its 200."""
+    return (
+        sipp_xml.ack(DESK, ack_cseq, **ack_attributes)
+        + sipp_xml.pause()
+        + sipp_xml.in_dialog(DESK, "BYE", ack_cseq + 1)
+        + sipp_xml.tag("recv", response="200", crlf="true")
+        + sipp_xml.end()
+    )
 
-    ]]>
-  </send>
-  <pause/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      [routes]
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:[caller]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
 
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
+DESK_UAC = (
+    sipp_xml.head("desk phone", doctype=True)
+    + sipp_xml.invite(DESK, "[ruri]", "[extra]", body=DESK_SDP)
+    + sipp_xml.provisional("100", "180")
+    + sipp_xml.tag("recv", response="200", rrs="true")
+    + _talk_and_hang_up(1)
+)
 
 # The desk phone of DESK_UAC behind a proxy that wants digest auth (kamailio WITH_AUTH):
 # INVITE (CSeq 1), 407, ACK, the INVITE again (CSeq 2) with sipp's [authentication]
@@ -108,143 +69,21 @@ DESK_UAC = """<?xml version="1.0" encoding="UTF-8"?>
 # transactions (start_txn/response_txn) make a 407 or 403 to the second INVITE fail
 # the call: without them sipp takes any 407 to an INVITE for a retransmission of the
 # first, re-sends its ACK and waits until its timeout.
-DESK_UAC_AUTH = """<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="desk phone, proxy auth">
-  <send retrans="500" start_txn="challenged">
-    <![CDATA[
-      INVITE [ruri] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      To: <[ruri]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:[caller]@[local_ip]:[local_port]>
-      [extra]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true" response_txn="challenged"/>
-  <recv response="407" auth="true" response_txn="challenged"/>
-  <send ack_txn="challenged">
-    <![CDATA[
-      ACK [ruri] SIP/2.0
-      [last_Via:]
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500" start_txn="invite">
-    <![CDATA[
-      INVITE [ruri] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      To: <[ruri]>
-      Call-ID: [call_id]
-      CSeq: 2 INVITE
-      Contact: <sip:[caller]@[local_ip]:[local_port]>
-      [authentication]
-      [extra]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true" response_txn="invite"/>
-  <recv response="180" optional="true" response_txn="invite"/>
-  <recv response="200" rrs="true" response_txn="invite"/>
-  <send ack_txn="invite">
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      [routes]
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 ACK
-      Contact: <sip:[caller]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      [routes]
-      From: "Desk" <sip:[caller]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 3 BYE
-      Contact: <sip:[caller]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
+DESK_UAC_AUTH = (
+    sipp_xml.head("desk phone, proxy auth", doctype=True)
+    + sipp_xml.invite(DESK, "[ruri]", "[extra]", body=DESK_SDP, start_txn="challenged")
+    + sipp_xml.provisional("100", response_txn="challenged")
+    + sipp_xml.tag("recv", response="407", auth="true", response_txn="challenged")
+    + sipp_xml.ack_failure(DESK, "[ruri]", via="[last_Via:]", ack_txn="challenged")
+    + sipp_xml.invite(
+        DESK, "[ruri]", "[authentication]", "[extra]", body=DESK_SDP, cseq=2, start_txn="invite"
+    )
+    + sipp_xml.provisional("100", "180", response_txn="invite")
+    + sipp_xml.tag("recv", response="200", rrs="true", response_txn="invite")
+    + _talk_and_hang_up(2, ack_txn="invite")
+)
 
 PAI = "P-Asserted-Identity: <sip:+4922112345@127.0.0.1>"
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], timeout: float) -> T | None:
-    """The first truthy value of probe() within timeout seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value or None
-        time.sleep(0.05)
-
-
-def listening(sipp: SippProcess, timeout: float = 5.0) -> bool:
-    """Wait until this sipp itself has bound its UDP port (Linux /proc), so a call placed
-    next cannot race its start or reach a process that took the port first."""
-
-    def bound() -> bool:
-        try:
-            links = {os.readlink(fd) for fd in Path(f"/proc/{sipp.popen.pid}/fd").iterdir()}
-        except OSError:  # sipp is gone, or an fd closed while we looked
-            return False
-        rows = (line.split() for line in Path("/proc/net/udp").read_text().splitlines()[1:])
-        return any(
-            int(row[1].split(":")[1], 16) == sipp.port and f"socket:[{row[9]}]" in links
-            for row in rows
-        )
-
-    eventually(lambda: bound() or sipp.popen.poll() is not None, timeout)
-    return sipp.popen.poll() is None and bound()
 
 
 def desk_call(
@@ -275,6 +114,28 @@ def desk_call(
         timeout=15,
         extra=["-d", str(hold_ms), *credentials],
     )
+
+
+def call_answered(
+    tmp_path: Path, kamailio: Kamailio, uas: SippProcess, ruri: str, **options: Any
+) -> None:
+    """The desk phone calls ruri (the uas) through kamailio (``desk_call`` options):
+    both sides end their call well."""
+    with desk_call(tmp_path, kamailio, ruri, **options) as desk:
+        called = desk.wait()
+    answered = uas.wait(timeout=10)
+    why = f"{called.describe()}\n--- uas ---\n{answered.describe()}\n--- kamailio ---\n"
+    assert called.ok and answered.ok, why + kamailio.log()[-3000:]
+
+
+@contextlib.contextmanager
+def remote_party(port: int, messages: Path) -> Iterator[SippProcess]:
+    """The remote party (uas_answer.xml) on port, listening, every message it gets
+    traced to the file messages."""
+    trace = ["-trace_msg", "-message_file", str(messages)]
+    with sipp_popen(UAS, port=port, timeout=10, extra=trace) as uas:
+        assert listening(uas), uas.wait(timeout=1).describe()
+        yield uas
 
 
 def received_invite(message_log: Path) -> str:
@@ -423,23 +284,10 @@ def test_asserted_identity_only_from_trusted_source(
         "caller in a list": [f"{HOST}:{other_port}", f"{HOST}:{caller_port}"],
     }[trusted]
     messages = tmp_path / "uas_messages.log"
-    with (
-        Kamailio(trusted=sources) as proxy,
-        sipp_popen(
-            UAS,
-            port=uas_port,
-            timeout=10,
-            extra=["-trace_msg", "-message_file", str(messages)],
-        ) as uas,
-    ):
-        assert listening(uas), uas.wait(timeout=1).describe()
+    with Kamailio(trusted=sources) as proxy, remote_party(uas_port, messages) as uas:
         extra = f"{PAI}\r\nPrivacy: none"
         ruri = f"sip:remote@{HOST}:{uas_port}"
-        with desk_call(tmp_path, proxy, ruri, extra=extra, port=caller_port) as desk:
-            called = desk.wait()
-        answered = uas.wait(timeout=10)
-        why = f"{called.describe()}\n--- uas ---\n{answered.describe()}\n--- kamailio ---\n"
-        assert called.ok and answered.ok, why + proxy.log()[-3000:]
+        call_answered(tmp_path, proxy, uas, ruri, extra=extra, port=caller_port)
     invite = received_invite(messages)
     assert "Privacy: none" in invite
     assert (PAI in invite) is kept, invite
@@ -470,14 +318,8 @@ def test_untrusted_caller_must_authenticate(
     messages = tmp_path / "uas_messages.log"
     with (
         Kamailio(password="s3cret", trusted=f"{HOST}:{other_port}") as proxy,
-        sipp_popen(
-            UAS,
-            port=uas_port,
-            timeout=10,
-            extra=["-trace_msg", "-message_file", str(messages)],
-        ) as uas,
+        remote_party(uas_port, messages) as uas,
     ):
-        assert listening(uas), uas.wait(timeout=1).describe()
         ruri = f"sip:remote@{HOST}:{uas_port}"
         with desk_call(tmp_path, proxy, ruri, extra=PAI, auth=credentials) as desk:
             called = desk.wait()
@@ -501,22 +343,12 @@ def test_authenticated_caller_gets_asserted_identity(tmp_path: Path, sent: str) 
     messages = tmp_path / "uas_messages.log"
     with (
         Kamailio(password="s3cret", trusted=f"{HOST}:{other_port}") as proxy,
-        sipp_popen(
-            UAS,
-            port=uas_port,
-            timeout=10,
-            extra=["-trace_msg", "-message_file", str(messages)],
-        ) as uas,
+        remote_party(uas_port, messages) as uas,
     ):
-        assert listening(uas), uas.wait(timeout=1).describe()
         extra = f"{PAI}\r\nPrivacy: none" if sent == "forged" else "Privacy: none"
         ruri = f"sip:remote@{HOST}:{uas_port}"
         auth = ("1001", "s3cret")
-        with desk_call(tmp_path, proxy, ruri, extra=extra, auth=auth) as desk:
-            called = desk.wait()
-        answered = uas.wait(timeout=10)
-        why = f"{called.describe()}\n--- uas ---\n{answered.describe()}\n--- kamailio ---\n"
-        assert called.ok and answered.ok, why + proxy.log()[-3000:]
+        call_answered(tmp_path, proxy, uas, ruri, extra=extra, auth=auth)
     log = messages.read_text(errors="replace")
     assert log.count("INVITE sip:") == 1, log  # only the authenticated INVITE
     invite = received_invite(messages)
@@ -533,21 +365,12 @@ def test_trusted_source_is_not_challenged(tmp_path: Path, sent: str) -> None:
     messages = tmp_path / "uas_messages.log"
     with (
         Kamailio(password="s3cret", trusted=f"{HOST}:{caller_port}") as proxy,
-        sipp_popen(
-            UAS,
-            port=uas_port,
-            timeout=10,
-            extra=["-trace_msg", "-message_file", str(messages)],
-        ) as uas,
+        remote_party(uas_port, messages) as uas,
     ):
-        assert listening(uas), uas.wait(timeout=1).describe()
         extra = f"{PAI}\r\nPrivacy: none" if sent == "own" else "Privacy: none"
         ruri = f"sip:remote@{HOST}:{uas_port}"
-        with desk_call(tmp_path, proxy, ruri, extra=extra, port=caller_port) as desk:
-            called = desk.wait()  # DESK_UAC: a 407 would fail it
-        answered = uas.wait(timeout=10)
-        why = f"{called.describe()}\n--- uas ---\n{answered.describe()}\n--- kamailio ---\n"
-        assert called.ok and answered.ok, why + proxy.log()[-3000:]
+        # DESK_UAC: a 407 would fail it
+        call_answered(tmp_path, proxy, uas, ruri, extra=extra, port=caller_port)
     invite = received_invite(messages)
     assert asserted_identities(invite) == ([PAI] if sent == "own" else []), invite
     assert "Privacy: none" in invite

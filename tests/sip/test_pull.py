@@ -10,7 +10,6 @@ A remote party that refuses (SIPp answering 420) leaves the desk call as it was.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,152 +17,72 @@ from typing import Any
 import pytest
 
 from ivr.sip.server import SipServer
+from tests.sip import sipp_xml
 from tests.sip.b2bua import RtpRecorder, SipLog, portal_on_kamailio, tags, tone_share
 from tests.sip.callers import Step, scenario
 from tests.sip.conftest import ERIKA, start_server
 from tests.sip.linphone import LINPHONEC, Linphone, write_tone
-from tests.sip.peers import HOST, Kamailio, SippProcess, free_udp_port, sipp_popen
-from tests.sip.test_e2e import ended_cleanly, registered
-from tests.sip.test_peers import eventually, listening
+from tests.sip.peers import (
+    HOST,
+    Kamailio,
+    SippProcess,
+    eventually,
+    free_udp_port,
+    listening,
+    sipp_popen,
+)
+from tests.sip.test_e2e import ended_cleanly, needs_kamailio_and_sipp, registered
 
-pytestmark = [
-    pytest.mark.skipif(
-        not (shutil.which("kamailio") and shutil.which("sipp")),
-        reason="needs kamailio and sipp (make test installs them)",
-    ),
-    pytest.mark.timeout(120),
-]
+pytestmark = [needs_kamailio_and_sipp, pytest.mark.timeout(120)]
 needs_linphone = pytest.mark.skipif(LINPHONEC is None, reason="needs linphonec (linphone-cli)")
 
 # The desk phone 1001: calls [ruri] through the proxy, then waits (up to 60 s) for the
 # BYE that ends its call when the remote party leaves it for the portal.
-DESK = """<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="desk phone, replaced">
-  <send retrans="500">
-    <![CDATA[
-      INVITE [ruri] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: "Desk" <sip:1001@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      To: <[ruri]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:1001@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=desk 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 8
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:8 PCMA/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      [routes]
-      From: "Desk" <sip:1001@[local_ip]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="BYE" timeout="60000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"""
+DESK_PHONE = sipp_xml.user_agent("Desk", "1001")
+DESK = (
+    sipp_xml.head("desk phone, replaced")
+    + sipp_xml.invite(
+        DESK_PHONE,
+        "[ruri]",
+        body=sipp_xml.sdp("desk 1 1", "[media_port] RTP/AVP 0 8", sipp_xml.PCMU, sipp_xml.PCMA),
+    )
+    + sipp_xml.provisional("100", "180", "183")
+    + sipp_xml.tag("recv", response="200", rrs="true")
+    + sipp_xml.ack(DESK_PHONE, contact=False)
+    + sipp_xml.bye_answered(timeout="60000")
+    + sipp_xml.end()
+)
 
 # A remote party that takes the desk call but refuses to be taken over: 200 to the
 # first INVITE, 420 Bad Extension to an INVITE with Replaces (as a UA without RFC 3891
 # does with Require: replaces); stays in the desk call until its BYE.
-REFUSING_REMOTE = """<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="remote party refusing Replaces">
-  <recv request="INVITE" crlf="true">
+REFUSING_REMOTE = (
+    sipp_xml.head("remote party refusing Replaces")
+    + """  <recv request="INVITE" crlf="true">
     <action>
       <ereg regexp="Replaces:" search_in="msg" check_it="false" assign_to="replaces"/>
     </action>
   </recv>
-  <nop test="replaces" next="refuse"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      [last_Record-Route:]
-      Contact: <sip:remote@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=remote 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <recv request="BYE" timeout="60000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop next="end"/>
-  <label id="refuse"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 420 Bad Extension
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag02[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Unsupported: replaces
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <label id="end"/>
-</scenario>
 """
+    + sipp_xml.tag("nop", test="replaces", next="refuse")
+    + sipp_xml.response(
+        "200 OK",
+        "Contact: <sip:remote@[local_ip]:[local_port]>",
+        to_tag=sipp_xml.UAS_TAG,
+        record_route=True,
+        body=sipp_xml.sdp("remote 1 1", "[media_port] RTP/AVP 0", sipp_xml.PCMU),
+    )
+    + sipp_xml.tag("recv", request="ACK")
+    + sipp_xml.bye_answered(timeout="60000")
+    + sipp_xml.tag("nop", next="end")
+    + sipp_xml.tag("label", id="refuse")
+    + sipp_xml.response(
+        "420 Bad Extension", "Unsupported: replaces", to_tag="[pid]SIPpTag02[call_number]"
+    )
+    + sipp_xml.tag("recv", request="ACK")
+    + sipp_xml.tag("label", id="end")
+    + sipp_xml.end()
+)
 
 PIN_AND_PULL: list[Step] = [("pause", 800), ("keys", "4711#"), ("pause", 300), ("keys", "*11")]
 

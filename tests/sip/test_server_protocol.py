@@ -21,6 +21,7 @@ from tests.sip.conftest import (
     start_server,
     to_tag,
 )
+from tests.sip.peers import eventually
 
 
 def rtp_port_of(response: str) -> int:
@@ -50,15 +51,6 @@ def send_key(sock: socket.socket, port: int, event: int, timestamp: int) -> None
             event_packet(event, timestamp=timestamp, seq=timestamp + i, end=end),
             ("127.0.0.1", port),
         )
-
-
-def wait_for(condition: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # --- bug 11: 100 Trying at once, 200 retransmitted until ACK, BYE for no call = 481 ----
@@ -120,8 +112,9 @@ def test_cancel_before_answer_gives_487_and_no_call(portal_dir, no_leaks, peer: 
         got = [peer.wait("SIP/2.0 200"), peer.wait("SIP/2.0 487")]
         assert "CANCEL" in got[0]
         assert not [m for m in peer.drain(0.8) if m.startswith("SIP/2.0 200")]
-        assert wait_for(lambda: not server.calls and not server.ports.in_use)
-        assert wait_for(lambda: server.driver.active == 0)  # the dialogue heard the hang-up
+        assert eventually(lambda: not server.calls and not server.ports.in_use, 5, interval=0.02)
+        # the dialogue heard the hang-up
+        assert eventually(lambda: server.driver.active == 0, 5, interval=0.02)
         assert held
     finally:
         server.stop()
@@ -137,7 +130,7 @@ def test_ports_are_released_so_a_small_range_serves_many_calls(
             ok = answer(server, peer, f"c-port-{i}")
             peer.send(in_dialog(peer, "BYE", f"c-port-{i}", to_tag(ok), 2), server.address)
             peer.wait("SIP/2.0 200", timeout=3)
-        assert wait_for(lambda: not server.ports.in_use and not server.calls)
+        assert eventually(lambda: not server.ports.in_use and not server.calls, 5, interval=0.02)
     finally:
         server.stop()
 
@@ -232,7 +225,7 @@ def test_garbage_and_odd_events_do_not_hurt_the_call(server: SipServer, peer: Pe
         junk.sendto(payload, server.address)
     send_key(junk, rtp_port, 4, 1000)
     junk.close()
-    assert wait_for(lambda: server.stats.keys == 1)
+    assert eventually(lambda: server.stats.keys == 1, 5, interval=0.02)
     assert server.stats.bad_datagrams >= 3
     assert "c-garbage" in server.calls
     peer.send(in_dialog(peer, "BYE", "c-garbage", to_tag(ok), 2), server.address)
@@ -307,7 +300,7 @@ def test_a_caller_without_telephone_event_is_heard_in_band(server: SipServer, pe
         )
         time.sleep(0.002)
     tones.close()
-    assert wait_for(lambda: server.stats.keys == 5)
+    assert eventually(lambda: server.stats.keys == 5, 5, interval=0.02)
 
 
 # --- dial: a call-back with the portal's identity, bridged both ways ---------------------
@@ -356,7 +349,7 @@ def test_dialling_out_calls_back_with_the_portals_identity_and_bridges(
         callee.send(bye_from(invite_out, tag="callee1", port=callee.port), server.address)
         assert callee.wait("SIP/2.0 200")
         assert "c-dial" in peer.wait("BYE", timeout=5)
-        assert wait_for(lambda: not server.calls and not server.ports.in_use)
+        assert eventually(lambda: not server.calls and not server.ports.in_use, 5, interval=0.02)
         assert server.stats.bridged == 1 and server.stats.ended == {"dialed": 1, "remote": 1}
     finally:
         server.stop()
@@ -424,7 +417,7 @@ def test_a_busy_call_back_brings_the_caller_back_to_the_menu(
             reply(invite_out, "486 Busy Here", tag="callee2", port=callee.port), server.address
         )
         assert callee.wait("ACK sip:+49301234567@")  # the transaction ACKs the 486
-        assert wait_for(lambda: server.calls["c-busy"].state == "answered")
+        assert eventually(lambda: server.calls["c-busy"].state == "answered", 5, interval=0.02)
         keys_by_info(server, peer, "c-busy", to_tag(ok), "0301234567#", cseq=100)
         again = callee.wait("INVITE sip:+49301234567@", timeout=20)  # back in the menu
         assert again.split("Call-ID: ")[1][:20] != invite_out.split("Call-ID: ")[1][:20]
@@ -589,6 +582,7 @@ def test_a_failed_transfer_brings_the_caller_back(
         peer.send(respond(refer, "202 Accepted"), demo_server.address)
         notify = sipfrag(peer, f"c-{how.split()[0]}", tag, 3, "486 Busy Here")
         peer.send(notify, demo_server.address)
-    assert wait_for(lambda: demo_server.calls[f"c-{how.split()[0]}"].state == "answered")
+    call_id = f"c-{how.split()[0]}"
+    assert eventually(lambda: demo_server.calls[call_id].state == "answered", 5, interval=0.02)
     assert not [m for m in peer.drain(1.0) if m.startswith("BYE")]  # the caller stays
     assert demo_server.stats.ended == {}
