@@ -35,7 +35,7 @@ def test_a_dial_is_placed_presenting_the_portal(fast_portal: Path) -> None:
     assert (placed.number, placed.for_caller, placed.caller_id, placed.display_name) == (
         "+49301234567",
         ERIKA,
-        "4100",
+        "+4930123454100",  # outside, the public number: block + extension
         "Anywhere Portal Zentrale",
     )
 

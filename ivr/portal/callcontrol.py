@@ -11,20 +11,24 @@ Seed format (``examples/portal/pbx.yaml``)::
       - {id: call-max-1, employee: max, device: max-desk, pull: failed}   # refuses a pull
     dial_results: {"+49301111111": busy}      # how call-backs to these numbers end
     unavailable_for: [hans]                   # asking for these employees' calls times out
+
+``started`` carries its UTC offset (``Z`` or ``+01:00``): a bare local time cannot be
+ordered against the others. Seed employees the directory does not know are warnings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ivr.callcontrol import Connect, Replaces
 from ivr.dialplan.yaml_source import read_yaml
-from ivr.errors import DialplanError, IvrError
+from ivr.errors import DialplanError, IvrError, Problem
 from ivr.states.ending import FailureResult
 from ivr.validation import problems_of
 
@@ -47,6 +51,16 @@ class ActiveCall(BaseModel):
     pull: Literal["connected"] | FailureResult = "connected"
     #: a real PBX: the SIP dialog a runtime replaces to pull it (not in seed files)
     replaces: Replaces | None = Field(default=None, exclude=True)
+
+    @field_validator("started")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(
+                f"started {value.isoformat()} has no UTC offset: write it with one "
+                f"({value.isoformat()}Z or {value.isoformat()}+01:00)"
+            )
+        return value
 
 
 class CallControl(Protocol):
@@ -82,6 +96,15 @@ class _Seed(BaseModel):
     dial_results: dict[str, FailureResult] = {}
     unavailable_for: list[str] = []
 
+    @model_validator(mode="after")
+    def _unique_ids(self) -> _Seed:
+        seen: set[str] = set()
+        for call in self.calls:
+            if call.id in seen:
+                raise ValueError(f"call id {call.id!r} is used twice: a pull would be ambiguous")
+            seen.add(call.id)
+        return self
+
 
 class SimulatedPbx:
     """A PBX in memory: calls from a seed file, listed oldest first. A pulled call leaves
@@ -99,16 +122,32 @@ class SimulatedPbx:
         self.unavailable_for = set(unavailable_for or ())
         self.pulled: list[tuple[ActiveCall, str]] = []
         self.placed: list[PlacedCall] = []
+        #: what loading the seed found odd (employees the directory does not know)
+        self.warnings: tuple[Problem, ...] = ()
 
     @classmethod
-    def load(cls, path: str | Path) -> SimulatedPbx:
-        """Read a seed file (validated, errors with file:line)."""
+    def load(cls, path: str | Path, employees: Collection[str] | None = None) -> SimulatedPbx:
+        """Read a seed file (validated, errors with file:line); with the directory's
+        ``employees``, a seed employee it does not know is a warning in ``warnings``."""
         source = read_yaml(path)
         try:
             seed = _Seed.model_validate(source.data)
         except ValidationError as exc:
             raise DialplanError(problems_of(source, exc, _Seed)) from None
-        return cls(seed.calls, seed.dial_results, seed.unavailable_for)
+        pbx = cls(seed.calls, seed.dial_results, seed.unavailable_for)
+        if employees is not None:
+            named: list[tuple[tuple[str | int, ...], str]] = [
+                (("calls", i, "employee"), call.employee) for i, call in enumerate(seed.calls)
+            ]
+            named += [(("unavailable_for", i), e) for i, e in enumerate(seed.unavailable_for)]
+            pbx.warnings = tuple(
+                source.problem(
+                    where, f"employee {who!r} is not in the directory", severity="warning"
+                )
+                for where, who in named
+                if who not in employees
+            )
+        return pbx
 
     def active_calls(self, employee_id: str) -> list[ActiveCall]:
         if employee_id in self.unavailable_for:

@@ -19,13 +19,15 @@ Example (``examples/portal/portal.yaml``)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,9 +40,12 @@ from pydantic import (
 from ivr.dialplan.yaml_source import Source, read_yaml
 from ivr.errors import DialplanError, Problem
 from ivr.portal.blocking import BlockingProfile, NumberRule
+from ivr.portal.directory import Employee
 from ivr.portal.lockout import LockoutPolicy
-from ivr.portal.numbers import DEFAULT_REGION, to_e164
+from ivr.portal.numbers import DEFAULT_REGION, prefix_to_e164, valid_e164
+from ivr.portal.pin import DEFAULT_MAX_REPEAT, MAX_LENGTH
 from ivr.sip.jsonrpc import parse_address
+from ivr.states.base import Regex
 from ivr.validation import problems_of
 
 PIN_OFF_WARNING = (
@@ -50,17 +55,49 @@ PIN_OFF_WARNING = (
 
 
 class PinPolicy(BaseModel):
-    """PIN attempts per call, and the lockout after consecutive failures across calls."""
+    """PIN attempts per call, the escalating lockout after consecutive failures across
+    calls, and the passcode rule on repeated digits (see README, "PIN security")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     attempts_per_call: int = Field(default=3, ge=1, le=10)
     lockout_failures: int = Field(default=5, ge=1, le=100)
     lockout_minutes: float = Field(default=15, gt=0, le=7 * 24 * 60)
+    lockout_escalation: float = Field(
+        default=2.0, ge=1, le=10, description="each lockout lasts this many times the last"
+    )
+    temporary_lockouts: int | None = Field(
+        default=4,
+        ge=0,
+        le=100,
+        description="temporary lockouts before the next one is permanent (until "
+        "`ivr portal unlock`); null: never permanent",
+    )
+    max_repeated_digits: int = Field(
+        default=DEFAULT_MAX_REPEAT,
+        ge=1,
+        le=MAX_LENGTH,
+        description="the longest run of one digit a new PIN may contain (2: 51112 refused)",
+    )
 
     def lockout(self) -> LockoutPolicy:
         """The lockout policy for the store."""
-        return LockoutPolicy(failures=self.lockout_failures, seconds=self.lockout_minutes * 60)
+        return LockoutPolicy(
+            failures=self.lockout_failures,
+            seconds=self.lockout_minutes * 60,
+            escalation=self.lockout_escalation,
+            temporary_lockouts=self.temporary_lockouts,
+        )
+
+
+def _rule(rule: str, info: ValidationInfo) -> str:
+    """A blocking rule, checked in the portal's region (ValueError naming the rule)."""
+    NumberRule.parse(rule, (info.context or {}).get("region", DEFAULT_REGION))
+    return rule
+
+
+#: one blocking rule: each is located on its own (``blocking_profile.outgoing.1``)
+RuleText = Annotated[str, AfterValidator(_rule)]
 
 
 class BlockingConfig(BaseModel):
@@ -69,17 +106,9 @@ class BlockingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = ""
-    incoming: list[str] = []
-    outgoing: list[str] = []
-    forwarded: list[str] = []
-
-    @field_validator("incoming", "outgoing", "forwarded")
-    @classmethod
-    def _rules(cls, rules: list[str], info: ValidationInfo) -> list[str]:
-        region = (info.context or {}).get("region", DEFAULT_REGION)
-        for rule in rules:
-            NumberRule.parse(rule, region)  # raises ValueError naming the rule
-        return rules
+    incoming: list[RuleText] = []
+    outgoing: list[RuleText] = []
+    forwarded: list[RuleText] = []
 
     def profile(self, region: str) -> BlockingProfile:
         """The parsed profile."""
@@ -116,11 +145,23 @@ class PortalConfig(BaseModel):
     group: str = Field(min_length=1, description="the group/site the portal belongs to")
     area: str | None = Field(default=None, description="limit access to this area")
     time_zone: str = Field(description="IANA time zone, e.g. Europe/Berlin")
-    number: str = Field(description="the portal's number from the group's number space")
+    number: str = Field(
+        description="the portal's number from the group's number block: its internal "
+        'extension ("250") or its public number ("+49 40 12345 250")'
+    )
+    number_block: str | None = Field(
+        default=None,
+        description='the group\'s number block as the world dials it ("+49 40 12345"): '
+        "joins an extension to its public number, or splits a public number's extension",
+    )
     public_number: str | None = Field(
         default=None,
-        description="the same number as the outside world dials it (E.164): presented "
-        "with the display name on call-backs; without it the internal number is presented",
+        description="the public number when it is not block + extension (any format)",
+    )
+    internal_numbers: Regex = Field(
+        default=re.compile("[1-9][0-9]{1,5}"),
+        description="internal extensions a caller may dial (a regular expression, full "
+        "match); other numbers not beginning 0 are invalid",
     )
     magentaeins_integration: bool = False
     blocking_profile: BlockingConfig | None = None
@@ -145,15 +186,17 @@ class PortalConfig(BaseModel):
             raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. DE, AT, CH)")
         return value
 
-    @field_validator("public_number")
+    @field_validator("public_number", "number_block")
     @classmethod
     def _public(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         region = (info.context or {}).get("region", DEFAULT_REGION)
-        e164 = to_e164(value, region)
+        if info.field_name == "number_block":
+            return _block(value, region)
+        e164 = valid_e164(value, region)
         if e164 is None:
-            raise ValueError(f"public_number {value!r} is not a phone number")
+            raise ValueError(f"public_number {value!r} is not a valid phone number")
         return e164
 
     @model_validator(mode="after")
@@ -162,10 +205,59 @@ class PortalConfig(BaseModel):
             raise ValueError("name either pbx (simulated) or call_control (Kamailio), not both")
         return self
 
+    @model_validator(mode="after")
+    def _numbers_agree(self) -> PortalConfig:
+        """A public ``number`` inside ``number_block``; one public number, not two."""
+        block, public = self.number_block, self.number_public
+        if block and public and not public.startswith(block):
+            raise ValueError(f"number {public} does not lie in number_block {block}")
+        if self.public_number and public and self.public_number != public:
+            raise ValueError("number is public already: public_number must not differ")
+        return self
+
+    @property
+    def number_public(self) -> str | None:
+        """``number`` when it was given as a public number (E.164), else None."""
+        return self.number if self.number.startswith("+") else None
+
+    @property
+    def extension(self) -> str | None:
+        """The portal's internal extension: ``number``, or a public number's part after
+        ``number_block``; None when that cannot be told."""
+        if self.number_public is None:
+            return self.number
+        if self.number_block:
+            return self.number[len(self.number_block) :] or None
+        return None
+
+    def is_extension(self, digits: str) -> bool:
+        """Whether ``digits`` is an internal number a caller may dial."""
+        return bool(self.internal_numbers.fullmatch(digits))
+
+    def excludes(self, employee: Employee) -> str | None:
+        """Why ``employee`` may not use this portal (level, group, area), or None. An
+        area lies inside a group: it is matched together with the portal's group."""
+        if self.level == "group" and employee.group != self.group:
+            return f"employee of group {employee.group!r}, portal is for {self.group!r}"
+        if self.area is not None and (employee.group, employee.area) != (self.group, self.area):
+            return (
+                f"employee of {employee.group!r}/{employee.area!r}, portal is for "
+                f"{self.group!r}/{self.area!r}"
+            )
+        return None
+
     @property
     def presented_number(self) -> str:
-        """The number call-backs present: the public number, else the internal one."""
-        return self.public_number or self.number
+        """What call-backs present (From, P-Asserted-Identity): the public number —
+        ``number`` if public, ``public_number``, or ``number_block`` + extension — else
+        the internal extension."""
+        if self.number_public:
+            return self.number_public
+        if self.public_number:
+            return self.public_number
+        if self.number_block:
+            return self.number_block + self.number
+        return self.number
 
     @property
     def name(self) -> str:
@@ -190,28 +282,57 @@ class PortalConfig(BaseModel):
 
     @field_validator("number", mode="before")
     @classmethod
-    def _number(cls, value: object) -> object:
+    def _number(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, int) and not isinstance(value, bool):
             raise ValueError(f'write the number as text: number: "{value}"')
+        if isinstance(value, str) and value.strip().startswith("+"):
+            e164 = valid_e164(value, (info.context or {}).get("region", DEFAULT_REGION))
+            if e164 is None:
+                raise ValueError(f"number {value!r}: not a valid public number")
+            return e164
         if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-            raise ValueError(f"number {value!r}: digits only")
-        if isinstance(value, str) and value[:2] in ("77", "78"):
-            raise ValueError(
-                f"number {value!r}: internal numbers beginning 77 or 78 are not usable"
-            )
+            raise ValueError(f"number {value!r}: digits only (or a public number: +...)")
         return value
 
-    def magentaeins_problem(self) -> str | None:
-        """Why the number breaks the MagentaEINS Business Integration rules, if it does."""
+    def internal_problem(self) -> str | None:
+        """Why the extension breaks the number-space rules: 77/78 always, and with the
+        MagentaEINS Business Integration no two digits, no leading 0, not 911."""
+        ext = self.extension
+        if ext is None:
+            return None
+        if ext[:2] in ("77", "78"):
+            return f"number {ext!r}: internal numbers beginning 77 or 78 are not usable"
         if not self.magentaeins_integration:
             return None
-        if len(self.number) == 2:
-            return f"number {self.number!r}: no two-digit numbers with MagentaEINS integration"
-        if self.number.startswith("0"):
-            return f"number {self.number!r}: no numbers beginning 0 with MagentaEINS integration"
-        if self.number == "911":
+        if len(ext) == 2:
+            return f"number {ext!r}: no two-digit numbers with MagentaEINS integration"
+        if ext.startswith("0"):
+            return f"number {ext!r}: no numbers beginning 0 with MagentaEINS integration"
+        if ext == "911":
             return "number '911' is not usable with MagentaEINS integration"
         return None
+
+
+def _as_written(source: Source, path: tuple[str, ...]) -> str | None:
+    """The text of a scalar as the file has it (``0123``, which YAML 1.1 reads as the
+    octal number 83), from its position; None when it cannot be read back."""
+    position = source.values.get(path)
+    if position is None:
+        return None
+    try:
+        line = Path(source.file).read_text(encoding="utf-8").splitlines()[position.line - 1]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    token = line[position.column - 1 :].split("#", 1)[0].strip().split()
+    return token[0].strip("\"'") if token else None
+
+
+def _block(value: str, region: str) -> str:
+    """A number block as an E.164 prefix (ValueError naming the problem)."""
+    try:
+        return prefix_to_e164(value, region)
+    except ValueError as exc:
+        raise ValueError(f"number_block {value!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +354,12 @@ def load_portal(path: str | Path) -> LoadedPortal:
     source = read_yaml(path)
     if not isinstance(source.data, dict):
         raise DialplanError(source.problem((), "a portal configuration must be a mapping"))
+    number = source.data.get("number")
+    if isinstance(number, int) and not isinstance(number, bool):  # YAML read digits as int
+        written = _as_written(source, ("number",)) or str(number)
+        raise DialplanError(
+            source.problem(("number",), f'write the number as text: number: "{written}"')
+        )
     try:
         region = source.data.get("region", DEFAULT_REGION)  # blocking rules are read in it
         config = PortalConfig.model_validate(
@@ -240,9 +367,17 @@ def load_portal(path: str | Path) -> LoadedPortal:
         )
     except ValidationError as exc:
         raise DialplanError(problems_of(source, exc, PortalConfig)) from None
-    problem = config.magentaeins_problem()
+    problem = config.internal_problem()
     if problem:
         raise DialplanError(source.problem(("number",), problem))
+    if config.level == "company" and config.area is not None:
+        raise DialplanError(
+            source.problem(
+                ("area",),
+                f"area {config.area!r} lies inside group {config.group!r}: with level company "
+                "it would mean every group's area of that name — use level group for one area",
+            )
+        )
     warnings = []
     if not config.pin_authentication:
         warnings.append(

@@ -24,9 +24,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+import phonenumbers
 from argon2 import extract_parameters
 from argon2.exceptions import InvalidHashError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, Problem
@@ -75,15 +85,29 @@ class Employee(BaseModel):
     name: str = Field(min_length=1)
     group: str = Field(min_length=1, description="group/site [Gruppe/Standort]")
     area: str | None = Field(default=None, description="area [Bereich]")
+    region: str | None = Field(
+        default=None,
+        description="region of this employee's national numbers (default: the portal's)",
+    )
     numbers: tuple[str, ...] = Field(
         description="1 to 5 parallel-ringing numbers [Paralleles Klingeln]"
     )
     pin_hash: str | None = Field(default=None, description="argon2 hash of the voicemail PIN")
     devices: tuple[Device, ...] = ()
 
+    #: the numbers in E.164, read in the employee's region (set at validation)
+    _e164: tuple[str, ...] = PrivateAttr(default=())
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. DE, AT, CH)")
+        return value
+
     @field_validator("numbers", mode="before")
     @classmethod
-    def _numbers(cls, value: object) -> object:
+    def _numbers(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, list):
             value = tuple(value)
         if isinstance(value, tuple):
@@ -92,10 +116,17 @@ class Employee(BaseModel):
                     f"{len(value)} parallel-ringing numbers: between {MIN_NUMBERS} and "
                     f"{MAX_NUMBERS} are allowed"
                 )
+            region = _region_of(info)
             for number in value:
-                if not isinstance(number, str) or to_e164(number, DEFAULT_REGION) is None:
-                    raise ValueError(f"{number!r} is not a phone number")
+                if not isinstance(number, str) or to_e164(number, region) is None:
+                    raise ValueError(f"{number!r} is not a phone number (region {region})")
         return value
+
+    @model_validator(mode="after")
+    def _normalise(self, info: ValidationInfo) -> Employee:
+        region = self.region or (info.context or {}).get("region", DEFAULT_REGION)
+        self._e164 = tuple(e for e in (to_e164(n, region) for n in self.numbers) if e)
+        return self
 
     @field_validator("pin_hash")
     @classmethod
@@ -110,8 +141,15 @@ class Employee(BaseModel):
         return value
 
     def e164_numbers(self) -> list[str]:
-        """The parallel-ringing numbers in E.164."""
-        return [n for n in (to_e164(x) for x in self.numbers) if n is not None]
+        """The parallel-ringing numbers in E.164 (national ones read in the employee's
+        region, else the directory's — the portal's)."""
+        return list(self._e164)
+
+
+def _region_of(info: ValidationInfo) -> str:
+    """The region national numbers of the employee being validated are read in."""
+    own = info.data.get("region")
+    return own if isinstance(own, str) else (info.context or {}).get("region", DEFAULT_REGION)
 
 
 class Directory(Protocol):
@@ -133,8 +171,9 @@ class YamlDirectory:
         self._by_number = {n: e for e in employees.values() for n in e.e164_numbers()}
 
     @classmethod
-    def load(cls, path: str | Path) -> YamlDirectory:
-        """Load and validate; DialplanError lists every problem."""
+    def load(cls, path: str | Path, region: str = DEFAULT_REGION) -> YamlDirectory:
+        """Load and validate, national numbers read in ``region`` (the portal's) unless
+        an employee names its own; DialplanError lists every problem."""
         source = read_yaml(path)
         data = source.data
         problems: list[Problem] = []
@@ -151,7 +190,9 @@ class YamlDirectory:
                 problems.append(source.problem(path_, "an employee must be a mapping"))
                 continue
             try:
-                employee = Employee.model_validate({**raw, "id": employee_id})
+                employee = Employee.model_validate(
+                    {**raw, "id": employee_id}, context={"region": region}
+                )
             except ValidationError as exc:
                 problems.extend(problems_of(source, exc, Employee, path_))
                 continue

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from ivr.hooks import Hooks
 from ivr.portal.callcontrol import CallControlUnavailable
-from ivr.portal.numbers import to_e164
+from ivr.portal.numbers import to_e164, valid_e164
 from ivr.portal.pin import verify_pin as pin_matches
 from ivr.portal.services import LockEvent, PortalServices
 from ivr.secret import Secret
@@ -63,10 +63,8 @@ def identify(session: Session) -> str:
         reason = "caller number blocked (incoming)"
     elif employee is None:
         reason = "caller number is no employee's parallel-ringing number"
-    elif config.level == "group" and employee.group != config.group:
-        reason = f"employee of group {employee.group!r}, portal is for {config.group!r}"
-    elif config.area is not None and employee.area != config.area:
-        reason = f"employee of area {employee.area!r}, portal is for {config.area!r}"
+    elif (outside := config.excludes(employee)) is not None:
+        reason = outside
     elif config.pin_authentication and not employee.pin_hash:
         reason = "PIN authentication is on but the employee has no PIN"
     if reason is not None or employee is None:
@@ -107,7 +105,9 @@ def verify_pin(session: Session) -> str:
     until = services.lockouts.locked_until(employee_id)
     if until > now:
         if count == 0:  # this failure locked: an event for the operators
-            services.report_lockout(LockEvent(employee_id, until, policy.lockout_failures, source))
+            lockout = services.lockouts.lockouts(employee_id)
+            event = LockEvent(employee_id, until, policy.lockout_failures, source, lockout)
+            services.report_lockout(event)
         return "locked"
     return "too_many" if attempts >= policy.attempts_per_call else "wrong"
 
@@ -135,23 +135,31 @@ def find_calls(session: Session) -> str:
 def check_outgoing(session: Session) -> str:
     """May the number in ``number`` be dialled? ``allowed``, ``blocked`` or ``invalid``.
 
-    A number beginning 0 is an external number: normalised to E.164 (``invalid`` when
-    that is impossible) and checked against the blocking profile. Any other number is
-    an internal extension of the PBX, dialled as keyed. Sets ``dial_number``.
+    A number beginning 0 is an external number: it must be a valid number of the
+    numbering plan (``000``, ``0900123456``: ``invalid``), then it is checked against the
+    blocking profile. Any other number must be an internal extension of the PBX
+    (``internal_numbers``, by default 2-6 digits not beginning 0), dialled as keyed.
+    Sets ``dial_number`` and ``dial_caller_id``: what the callee sees — the portal's
+    public number outside, its extension (when it has one) inside.
     """
     services = _services(session)
-    region = services.config.region
+    config = services.config
+    region = config.region
     number = str(session.vars.get("number") or "")
     if not number.startswith("0"):
+        if not config.is_extension(number):
+            return "invalid"
         session.vars["dial_number"] = number
+        session.vars["dial_caller_id"] = config.extension or config.presented_number
         return "allowed"
-    e164 = to_e164(number, region)
+    e164 = valid_e164(number, region)
     if e164 is None:
         return "invalid"
     if services.blocking.blocks("outgoing", e164, region):
         log.info("call %s: outgoing number blocked", session.call_id)
         return "blocked"
     session.vars["dial_number"] = e164
+    session.vars["dial_caller_id"] = config.presented_number
     return "allowed"
 
 

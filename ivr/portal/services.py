@@ -19,7 +19,7 @@ from ivr.portal.blocking import BlockingProfile
 from ivr.portal.callcontrol import CallControl, SimulatedPbx
 from ivr.portal.config import LoadedPortal, PortalConfig, load_portal
 from ivr.portal.directory import Directory, YamlDirectory
-from ivr.portal.lockout import LockoutStore, MemoryLockoutStore, SqliteLockoutStore
+from ivr.portal.lockout import PERMANENT, LockoutStore, MemoryLockoutStore, SqliteLockoutStore
 from ivr.portal.numbers import to_e164
 from ivr.portal.pin import PRODUCTION_HASHER
 from ivr.session import Session
@@ -36,13 +36,20 @@ DEFAULT_STORE_NAME = ".ivr-lockouts.sqlite"
 
 @dataclass(frozen=True, slots=True)
 class LockEvent:
-    """An employee was locked out: until when, after how many failures, and the source
-    of the failure that locked (caller number as presented, and the call)."""
+    """An employee was locked out: until when (PERMANENT: until an unlock), after how
+    many failures, the how-many-th lockout since the last correct PIN or unlock, and
+    the source of the failure that locked (caller number as presented, and the call)."""
 
     employee: str
     locked_until: float
     failures: int
     source: str
+    lockout: int = 1
+
+    @property
+    def permanent(self) -> bool:
+        """Locked until an administrator unlocks."""
+        return self.locked_until == PERMANENT
 
 
 @dataclass(slots=True)
@@ -60,10 +67,17 @@ class PortalServices:
 
     def report_lockout(self, event: LockEvent) -> None:
         """Log the lockout for alerting and tell the listeners."""
+        until = (
+            "unlock"
+            if event.permanent
+            else datetime.fromtimestamp(event.locked_until, UTC).isoformat(timespec="seconds")
+        )
         lockout_log.warning(
-            "LOCKOUT employee=%s until=%s after=%d failures last_source=%s",
+            "LOCKOUT employee=%s until=%s lockout=%d%s after=%d failures last_source=%s",
             event.employee,
-            datetime.fromtimestamp(event.locked_until, UTC).isoformat(timespec="seconds"),
+            until,
+            event.lockout,
+            " (permanent)" if event.permanent else "",
             event.failures,
             event.source,
         )
@@ -137,7 +151,7 @@ def portal_services(
     """Wire the services of ``loaded``: directory, simulated PBX, lockouts (SQLite unless
     ``lockouts`` is given), blocking profile."""
     config = loaded.config
-    directory = YamlDirectory.load(loaded.relative(config.directory))
+    directory = YamlDirectory.load(loaded.relative(config.directory), config.region)
     call_control: CallControl
     if config.call_control is not None:
         from ivr.portal.kamailio import KamailioCallControl
@@ -147,20 +161,19 @@ def portal_services(
         )
         call_control = KamailioCallControl(rpc, directory)
     elif config.pbx:
-        call_control = SimulatedPbx.load(loaded.relative(config.pbx))
+        pbx = SimulatedPbx.load(loaded.relative(config.pbx), directory.employees)
+        for warning in pbx.warnings:
+            log.warning("%s", warning)
+        call_control = pbx
     else:
         call_control = SimulatedPbx()
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    if lockouts is None:
-        lockouts = SqliteLockoutStore(default_store_path(loaded))
     return PortalServices(
         config=config,
         directory=directory,
         call_control=call_control,
-        lockouts=lockouts
-        if lockouts is not None
-        else SqliteLockoutStore(default_store_path(loaded)),
+        lockouts=lockouts or SqliteLockoutStore(default_store_path(loaded)),
         blocking=config.blocking_profile.profile(config.region)
         if config.blocking_profile
         else BlockingProfile(),
@@ -178,20 +191,15 @@ def check_portal(path: str | Path) -> list[Problem]:
     problems = list(loaded.warnings)
     config = loaded.config
     try:
-        directory = YamlDirectory.load(loaded.relative(config.directory))
+        directory = YamlDirectory.load(loaded.relative(config.directory), config.region)
     except DialplanError as exc:
         return problems + exc.problems
     if config.pbx:
         try:
-            SimulatedPbx.load(loaded.relative(config.pbx))
+            problems += SimulatedPbx.load(loaded.relative(config.pbx), directory.employees).warnings
         except DialplanError as exc:
             problems += exc.problems
-    members = [
-        e
-        for e in directory
-        if (config.level == "company" or e.group == config.group)
-        and (config.area is None or e.area == config.area)
-    ]
+    members = [e for e in directory if config.excludes(e) is None]
     if not members:
         problems.append(
             loaded.source.problem(

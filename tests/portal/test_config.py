@@ -137,22 +137,24 @@ def test_a_number_given_as_yaml_int_must_be_quoted(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unquoted number with a leading zero (YAML 1.1 octal) is read as an int "
-    "and the hint tells to write a different number: `number: 0123` -> "
-    '\'write the number as text: number: "83"\'; it should show the text written ("0123")',
-    strict=True,
-)
 def test_the_quote_hint_shows_the_number_as_written(tmp_path: Path) -> None:
     problem = only_problem(config(tmp_path, number="0123"))
     assert "0123" in problem.message
 
 
-@pytest.mark.parametrize("number", ['"41 00"', '"4100a"', '""', '"+494100"', '"-4100"'])
+@pytest.mark.parametrize("number", ['"41 00"', '"4100a"', '""', '"-4100"'])
 def test_a_number_is_digits_only(tmp_path: Path, number: str) -> None:
     problem = only_problem(config(tmp_path, number=number))
     assert (problem.line, problem.column, problem.path) == (5, 9, "number")
-    assert f"number {number.strip(chr(34))!r}: digits only" == problem.message
+    assert problem.message == (
+        f"number {number.strip(chr(34))!r}: digits only (or a public number: +...)"
+    )
+
+
+@pytest.mark.parametrize("number", ['"+494100"', '"+49000"', '"+4\uff194012345250"'])
+def test_a_public_number_must_be_a_valid_number(tmp_path: Path, number: str) -> None:
+    problem = only_problem(config(tmp_path, number=number))
+    assert problem.path == "number" and "not a valid public number" in problem.message
 
 
 @pytest.mark.parametrize("number", ["true", "41.5", "[4100]"])
@@ -294,3 +296,136 @@ def test_silent_example_warns_and_pin_on_does_not(tmp_path: Path) -> None:
     for name in ("portal.yaml", "company.yaml", "area.yaml", "silent_pin.yaml"):
         assert load_portal(PORTAL_EXAMPLES / name).warnings == ()
     assert load_portal(config(tmp_path, extra="pin_authentication: true\n")).warnings == ()
+
+
+# --- rules that cannot match, and one character policy ------------------------------------
+@pytest.mark.parametrize(
+    ("rule", "why"),
+    [
+        ("'\uff10\uff19\uff10\uff10'", "ASCII digits"),  # fullwidth 0900
+        ("'+\uff14\uff19900'", "ASCII digits"),  # +49 in fullwidth digits
+        ("'0\u0669\u0660\u0660'", "ASCII digits"),  # Arabic-Indic digits
+        ("'+999'", "begins with no country code"),
+        ("'+0049'", "begins with no country code"),
+        ("'0900123456789012345'", "longer than any phone number"),
+        ("'0301234000-030123\uff14999'", "ASCII digits"),
+    ],
+)
+def test_a_rule_that_cannot_match_a_real_number_is_an_error(
+    tmp_path: Path, rule: str, why: str
+) -> None:
+    path = config(tmp_path, extra=f"blocking_profile:\n  outgoing: ['0137', {rule}]\n")
+    problem = only_problem(path)
+    assert (problem.line, problem.column) == (9, 22)
+    assert problem.path == "blocking_profile.outgoing.1" and why in problem.message
+
+
+@pytest.mark.parametrize("rule", ["'+4'", "'+1'", "'00'", "'0'"])
+def test_wide_rules_that_can_match_are_kept(tmp_path: Path, rule: str) -> None:
+    path = config(tmp_path, extra=f"blocking_profile: {{outgoing: [{rule}]}}\n")
+    if rule == "'00'":  # 00 alone names no country: refused, with the reason
+        assert "a country code must follow" in only_problem(path).message
+    else:
+        assert load_portal(path).config.blocking_profile is not None
+
+
+# --- the portal's public number -----------------------------------------------------------
+def public(tmp_path: Path, number: str, extra: str = "") -> Path:
+    return config(tmp_path, number=f'"{number}"', extra=extra)
+
+
+def test_a_public_number_in_its_block_has_an_extension(tmp_path: Path) -> None:
+    path = public(tmp_path, "+49 40 12345 250", "number_block: '+49 40 12345'\n")
+    c = load_portal(path).config
+    assert (c.number, c.number_block, c.extension) == ("+494012345250", "+494012345", "250")
+    assert c.presented_number == "+494012345250"
+
+
+def test_a_public_number_without_block_is_presented_as_is(tmp_path: Path) -> None:
+    c = load_portal(public(tmp_path, "+49 40 12345250")).config
+    assert (c.extension, c.presented_number) == (None, "+494012345250")
+
+
+def test_an_extension_with_a_block_presents_the_public_number(tmp_path: Path) -> None:
+    c = load_portal(config(tmp_path, extra="number_block: '040 12345'\n")).config
+    assert (c.extension, c.presented_number) == ("4100", "+4940123454100")
+
+
+def test_an_extension_alone_presents_the_extension(tmp_path: Path) -> None:
+    c = load_portal(config(tmp_path)).config
+    assert (c.extension, c.presented_number, c.number_public) == ("4100", "4100", None)
+
+
+def test_a_separate_public_number_is_presented(tmp_path: Path) -> None:
+    c = load_portal(config(tmp_path, extra="public_number: '+49 40 9999 100'\n")).config
+    assert (c.extension, c.presented_number) == ("4100", "+49409999100")
+
+
+def test_a_public_number_outside_its_block_is_refused(tmp_path: Path) -> None:
+    problem = only_problem(public(tmp_path, "+49 40 55555 250", "number_block: '+49 40 12345'\n"))
+    assert "does not lie in number_block" in problem.message
+
+
+def test_two_different_public_numbers_are_refused(tmp_path: Path) -> None:
+    path = public(tmp_path, "+49 40 12345250", "public_number: '+49 40 9999 100'\n")
+    assert "must not differ" in only_problem(path).message
+
+
+@pytest.mark.parametrize("extension", ["770", "7812"])
+def test_the_77_78_rule_applies_to_a_public_numbers_extension(
+    tmp_path: Path, extension: str
+) -> None:
+    path = public(tmp_path, f"+49 40 12345 {extension}", "number_block: '+49 40 12345'\n")
+    problem = only_problem(path)
+    assert problem.path == "number" and "77 or 78" in problem.message
+
+
+@pytest.mark.parametrize(("extension", "rule"), [("911", "911"), ("25", "two-digit")])
+def test_magentaeins_rules_apply_to_a_public_numbers_extension(
+    tmp_path: Path, extension: str, rule: str
+) -> None:
+    path = public(
+        tmp_path,
+        f"+49 40 12345 {extension}",
+        "number_block: '+49 40 12345'\nmagentaeins_integration: true\n",
+    )
+    assert rule in only_problem(path).message
+
+
+@pytest.mark.parametrize("block", ["'+49 40 \uff112345'", "'hello'", "'00'"])
+def test_a_bad_number_block_is_refused(tmp_path: Path, block: str) -> None:
+    problem = only_problem(config(tmp_path, extra=f"number_block: {block}\n"))
+    assert problem.path == "number_block" and problem.line == 8
+
+
+def test_a_public_number_in_another_region(tmp_path: Path) -> None:
+    path = public(tmp_path, "+43 1 234 5678", "region: AT\nnumber_block: '01 234'\n")
+    c = load_portal(path).config
+    assert (c.extension, c.presented_number) == ("5678", "+4312345678")
+
+
+# --- areas lie inside groups ----------------------------------------------------------------
+def test_level_company_with_an_area_is_refused_at_the_area(tmp_path: Path) -> None:
+    path = config(tmp_path, **{"level: group": "level: company"}, extra="area: Vertrieb\n")
+    problem = only_problem(path)
+    assert (problem.path, problem.line) == ("area", 8)
+    assert "level group" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("group", "area", "excluded"),
+    [
+        ("Zentrale", "Vertrieb", False),
+        ("Filiale-Nord", "Vertrieb", True),  # same area name, another group
+        ("Zentrale", "Einkauf", True),
+        ("Zentrale", None, True),
+    ],
+)
+def test_an_area_is_matched_with_its_group(
+    tmp_path: Path, group: str, area: str | None, excluded: bool
+) -> None:
+    from ivr.portal.directory import Employee
+
+    c = load_portal(config(tmp_path, extra="area: Vertrieb\n")).config
+    employee = Employee(name="E", group=group, area=area, numbers=("+49 30 1234567",))
+    assert (c.excludes(employee) is not None) is excluded

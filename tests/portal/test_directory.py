@@ -120,7 +120,7 @@ def test_a_non_phone_number_is_an_error(tmp_path: Path, bad: str) -> None:
     path = write(tmp_path, employee(f"['+49 30 1234567', '{bad}']"))
     (problem,) = problems_of(path)
     assert str(problem).startswith(f"{path}:5:14: employees.x.numbers: ")
-    assert problem.message == f"{bad!r} is not a phone number"
+    assert problem.message == f"{bad!r} is not a phone number (region DE)"
 
 
 def test_a_number_as_yaml_int_is_an_error(tmp_path: Path) -> None:

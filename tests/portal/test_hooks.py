@@ -18,7 +18,7 @@ from ivr.dialogue import Engine
 from ivr.portal.callcontrol import SimulatedPbx
 from ivr.portal.hooks import find_calls, identify, period_of_day
 from ivr.portal.lockout import MemoryLockoutStore, SqliteLockoutStore
-from ivr.portal.services import PortalServices, portal_engine
+from ivr.portal.services import LockEvent, PortalServices, portal_engine
 from ivr.secret import MASK
 from ivr.session import Session
 from ivr.sim import REFERENCE_START, SimCall, Simulator, format_transcript
@@ -120,7 +120,7 @@ def test_identify_sets_the_session(fast_portal: Path) -> None:
     assert identify(session) == "admitted"
     assert {k: session.vars[k] for k in session.vars} == {
         "mute": False,
-        "portal_number": "4100",
+        "portal_number": "+4930123454100",
         "portal_name": "Anywhere Portal Zentrale",
         "pin_required": True,
         "period": "morning",
@@ -254,7 +254,7 @@ def test_period_of_day(hour: int, period: str) -> None:
         ("silent.yaml", "0301234567#", ERIKA, "dialed"),
         ("silent.yaml", "*11", MAX, "refused"),
         ("silent.yaml", "*11", STRANGER, "refused"),
-        ("silent.yaml", "0900123456# hangup", ERIKA, "caller_hangup"),  # blocked, silently
+        ("silent.yaml", "09001234567# hangup", ERIKA, "caller_hangup"),  # blocked, silently
         ("silent.yaml", "", ERIKA, "hangup"),  # no input at all: gives up without a sound
         ("silent_pin.yaml", "4711# *11", ERIKA, "pulled"),
         ("silent_pin.yaml", "1111# 2222# 3333#", ERIKA, "hangup"),
@@ -364,7 +364,9 @@ def test_silent_pin_mode_locks_out_silently(fast_portal: Path) -> None:
 
 
 # --- outgoing calls ---------------------------------------------------------------------------
-@pytest.mark.parametrize("number", ["0900123456", "00499001234567", "0137123456"])
+@pytest.mark.parametrize(
+    "number", ["09001234567", "00499001234567", "01371234567", "0900 123 45 67"]
+)
 def test_blocked_outgoing_numbers_are_not_dialled(fast_portal: Path, number: str) -> None:
     engine = engine_for(fast_portal / "portal.yaml")
     result = call(engine, f"4711# {number}# hangup", ERIKA)
@@ -375,16 +377,23 @@ def test_blocked_outgoing_numbers_are_not_dialled(fast_portal: Path, number: str
 
 
 @pytest.mark.parametrize(
-    ("keys", "dialled"),
-    [("0301234567", "+49301234567"), ("4200", "4200"), ("00431234567", "+431234567")],
+    ("keys", "dialled", "presented"),
+    [
+        ("0301234567", "+49301234567", "+4930123454100"),  # outside: the public number
+        ("00431234567", "+431234567", "+4930123454100"),
+        ("4200", "4200", "4100"),  # inside the PBX: the extension
+        ("42", "42", "4100"),
+    ],
 )
-def test_allowed_outgoing_numbers_are_dialled(fast_portal: Path, keys: str, dialled: str) -> None:
+def test_allowed_outgoing_numbers_are_dialled(
+    fast_portal: Path, keys: str, dialled: str, presented: str
+) -> None:
     result = call(engine_for(fast_portal / "portal.yaml"), f"4711# {keys}#", ERIKA)
     assert result.outcome == "dialed"
     (dial,) = result.of_type("dial")
     assert (dial["number"], dial["caller_id"], dial["display_name"]) == (
         dialled,
-        "4100",
+        presented,
         "Anywhere Portal Zentrale",
     )
 
@@ -491,3 +500,73 @@ def test_a_lockout_is_an_event_for_alerting_with_its_source(
         assert pin not in caplog.text
     [state] = services.lockouts.states()
     assert [f.source.split(" (")[0] for f in state.recent] == [ERIKA] * 3 + ["0171 1234567"] * 2
+
+
+def test_lockouts_escalate_to_a_permanent_lock_that_only_an_unlock_lifts(
+    fast_portal: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attacker who waits out every lock: 15, 30, 60, 120 minutes, then locked for
+    good — 25 guesses in all, not 5 every 15 minutes forever."""
+    engine = engine_for(fast_portal / "portal.yaml")
+    services = services_of(engine)
+    events: list[LockEvent] = []
+    services.lockout_listeners.append(events.append)
+    now, guesses, lengths = REFERENCE_START, 0, []
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            now = max(now, services.lockouts.locked_until("erika")) + 1
+            call(engine, "1111# 2222# 3333#", ERIKA, start=now)
+            call(engine, "5555# 6666#", ERIKA, start=now + 60)
+            guesses += 5
+            (state,) = services.lockouts.states()
+            lengths.append((state.locked_until - state.recent[-1].at) / 60)
+    assert [e.lockout for e in events] == [1, 2, 3, 4, 5]
+    assert lengths == [15, 30, 60, 120, float("inf")] and events[-1].permanent
+    assert guesses == services.config.pin_policy.lockout().guesses_before_permanent()
+    year_later = call(engine, "4711# *11", ERIKA, start=now + 365 * 24 * 3600)
+    assert year_later.outcome == "refused" and "portal_locked" in year_later.prompts()
+    lines = [r.getMessage() for r in caplog.records if r.name == "ivr.portal.lockout"]
+    assert len(lines) == 5 and "until=unlock lockout=5 (permanent)" in lines[-1]
+    services.lockouts.reset("erika")  # what `ivr portal unlock` does
+    assert call(engine, "4711# *11", ERIKA, start=now + 365 * 24 * 3600 + 60).outcome == "pulled"
+
+
+def test_a_caller_number_in_foreign_digits_is_refused(fast_portal: Path) -> None:
+    engine = engine_for(fast_portal / "portal.yaml")
+    fullwidth = "+\uff14\uff19 171 1234567"  # Erika's number in fullwidth digits
+    assert refused(call(engine, LISTEN, fullwidth))
+    assert admitted(call(engine, LISTEN, ERIKA))
+
+
+def test_call_backs_present_the_public_number(fast_portal: Path, tmp_path: Path) -> None:
+    path = custom_portal(
+        fast_portal,
+        tmp_path,
+        **{
+            'number: "4100"': 'number: "+49 40 12345 4100"',
+            'number_block: "+49 30 12345"': 'number_block: "+49 40 12345"',
+        },
+    )
+    outside = call(engine_for(path), "4711# 0301234567#", ERIKA).of_type("dial")
+    inside = call(engine_for(path), "4711# 4200#", ERIKA).of_type("dial")
+    assert [(d["number"], d["caller_id"]) for d in outside + inside] == [
+        ("+49301234567", "+4940123454100"),
+        ("4200", "4100"),
+    ]
+
+
+def test_an_area_of_the_same_name_in_another_group_is_refused(
+    fast_portal: Path, tmp_path: Path
+) -> None:
+    directory = (fast_portal / "directory.yaml").read_text(encoding="utf-8")
+    # Max works in group Filiale-Nord; give him an area named like Erika's (Vertrieb)
+    directory = directory.replace(
+        "    group: Filiale-Nord\n", "    group: Filiale-Nord\n    area: Vertrieb\n"
+    )
+    (tmp_path / "directory.yaml").write_text(directory, encoding="utf-8")
+    portal = (fast_portal / "area.yaml").read_text(encoding="utf-8")
+    portal = portal.replace("pbx: pbx.yaml", f"pbx: {fast_portal / 'pbx.yaml'}")
+    (tmp_path / "area.yaml").write_text(portal, encoding="utf-8")
+    engine = engine_for(tmp_path / "area.yaml")
+    assert refused(call(engine, LISTEN, MAX))
+    assert admitted(call(engine, LISTEN, ERIKA))

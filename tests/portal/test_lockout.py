@@ -12,7 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr.portal.lockout import LockoutPolicy, MemoryLockoutStore, SqliteLockoutStore
+from ivr.portal.lockout import (
+    LONGEST_LOCK,
+    PERMANENT,
+    LockoutPolicy,
+    MemoryLockoutStore,
+    SqliteLockoutStore,
+)
 
 Store = MemoryLockoutStore | SqliteLockoutStore
 POLICY = LockoutPolicy()
@@ -58,11 +64,12 @@ def test_the_count_starts_anew_after_a_lock(make_store: Callable[[], Store]) -> 
     assert store.locked_until("erika") == 4.0 + 900  # not extended by failures 6 and 7
 
 
-def test_another_five_failures_extend_the_lock(make_store: Callable[[], Store]) -> None:
+def test_another_five_failures_lock_twice_as_long(make_store: Callable[[], Store]) -> None:
     store = make_store()
     for i in range(10):
         store.record_failure("erika", 100.0 * i, POLICY)
-    assert store.locked_until("erika") == 900.0 + 900
+    assert store.locked_until("erika") == 900.0 + 2 * 900
+    assert store.lockouts("erika") == 2
 
 
 def test_the_policy_is_honoured(make_store: Callable[[], Store]) -> None:
@@ -157,7 +164,7 @@ def test_locked_until_never_decreases_as_time_goes_on(
         store.record_failure("erika", now, policy)
         locked = store.locked_until("erika")
         assert locked >= last
-        assert locked == 0.0 or locked <= now + 900
+        assert locked == 0.0 or locked <= now + policy.lock_seconds(store.lockouts("erika"))
         last = locked
 
 
@@ -212,3 +219,95 @@ def test_sqlite_closes_its_connections(tmp_path: Path) -> None:
         store.locked_until("erika")
         store.states()
     assert len(os.listdir("/proc/self/fd")) <= before  # none left for the collector
+
+
+# --- escalation -------------------------------------------------------------------------------
+def lock_out(store: Store, now: float, policy: LockoutPolicy = POLICY) -> float:
+    """Enough failures at ``now`` for one lockout; when it ends."""
+    for _ in range(policy.failures):
+        store.record_failure("erika", now, policy, "+4930555 (call c)")
+    return store.locked_until("erika")
+
+
+def test_the_default_escalation_doubles_then_locks_for_good(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    now, lengths = 0.0, []
+    for _ in range(5):
+        until = lock_out(store, now)
+        lengths.append(until - now)
+        now = until if until != PERMANENT else now
+    assert lengths == [900, 1800, 3600, 7200, PERMANENT]
+    assert store.lockouts("erika") == 5
+    (state,) = store.states()
+    assert state.permanent and state.lockouts == 5
+
+
+def test_a_permanent_lock_outlasts_any_clock_and_only_a_reset_lifts_it(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    policy = LockoutPolicy(failures=2, temporary_lockouts=0)  # the first lock is permanent
+    assert lock_out(store, 100.0, policy) == PERMANENT
+    store.record_failure("erika", 10.0**12, policy)  # years later: still locked
+    assert store.locked_until("erika") == PERMANENT
+    store.reset("erika")  # ivr portal unlock
+    assert (store.locked_until("erika"), store.lockouts("erika")) == (0.0, 0)
+    assert lock_out(store, 200.0, policy) == PERMANENT  # the count started anew
+
+
+def test_a_correct_pin_forgets_the_escalation(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    lock_out(store, 0.0)
+    lock_out(store, 10_000.0)
+    store.reset("erika")  # a correct PIN
+    assert lock_out(store, 20_000.0) == 20_000.0 + 900
+
+
+def test_without_a_permanent_lock_the_escalation_is_capped(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    policy = LockoutPolicy(failures=1, escalation=10, temporary_lockouts=None)
+    now = 0.0
+    for _ in range(40):  # 15 minutes times 10**39 would be absurd (and overflow a float)
+        start, now = now, lock_out(store, now, policy)
+    assert now - start == LONGEST_LOCK
+    assert policy.guesses_before_permanent() is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "guesses"),
+    [
+        (LockoutPolicy(), 25),
+        (LockoutPolicy(failures=3, temporary_lockouts=2), 9),
+        (LockoutPolicy(temporary_lockouts=0), 5),
+    ],
+)
+def test_guesses_before_the_permanent_lock(
+    make_store: Callable[[], Store], policy: LockoutPolicy, guesses: int
+) -> None:
+    """An attacker who waits out every temporary lock gets exactly this many guesses."""
+    assert policy.guesses_before_permanent() == guesses
+    store, now, made = make_store(), 0.0, 0
+    while store.locked_until("erika") != PERMANENT:
+        now = max(now, store.locked_until("erika"))  # wait the lock out, guess again
+        store.record_failure("erika", now, policy)
+        made += 1
+    assert made == guesses
+
+
+def test_a_store_written_before_escalation_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE lockout (employee TEXT PRIMARY KEY,"
+            " failures INTEGER NOT NULL DEFAULT 0, locked_until REAL NOT NULL DEFAULT 0)"
+        )
+        db.execute("INSERT INTO lockout VALUES ('erika', 3, 0)")
+    store = SqliteLockoutStore(path)
+    assert store.lockouts("erika") == 0
+    assert store.record_failure("erika", 1.0, POLICY) == 4  # the old count is kept
+    store.record_failure("erika", 2.0, POLICY)
+    assert (store.locked_until("erika"), store.lockouts("erika")) == (902.0, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.portal.numbers import prefix_to_e164, to_e164
+from ivr.portal.numbers import is_number_text, prefix_to_e164, to_e164, valid_e164
 
 ERIKA = "+491711234567"
 
@@ -102,3 +102,60 @@ def test_a_bare_international_prefix_is_refused_like_plus() -> None:
         prefix_to_e164("+")
     with pytest.raises(ValueError):
         prefix_to_e164("00")
+
+
+# --- one character policy for every number field ----------------------------------------
+#: digits of other scripts (fullwidth, Arabic-Indic, Devanagari, superscript), letters
+#: and control characters: refused by every number field alike
+FOREIGN = [
+    "\uff10\uff11\uff17\uff11 1234567",  # fullwidth 0171
+    "+\uff14\uff19 171 1234567",  # fullwidth 49
+    "+49 171 \u0661\u0662\u0663\u0664\u0665\u0666\u0667",  # Arabic-Indic 1234567
+    "0171 \u0967\u0968\u0969\u096a\u096b\u096c\u096d",  # Devanagari 1234567
+    "0171 123456\u00b2",  # superscript two
+    "0171\n1234567",  # a line break inside the field
+    "0171 1234567\x00",
+    "0171 CALLNOW",
+]
+
+
+@pytest.mark.parametrize("text", FOREIGN)
+def test_every_number_field_refuses_the_same_characters(text: str) -> None:
+    from ivr.portal.blocking import NumberRule
+    from ivr.portal.directory import Employee
+
+    assert to_e164(text) is None  # a caller's number
+    with pytest.raises(ValueError):
+        NumberRule.parse(text)  # a blocking rule
+    with pytest.raises(ValueError):
+        Employee(name="E", group="G", numbers=(text,))  # a directory number
+    assert not is_number_text(text)  # the portal's number and number block use this too
+
+
+@pytest.mark.parametrize(
+    "text", ["0171 1234567", "+49 (171) 123-4567", "0171/1234567", "0171.123.4567", " 01711234567 "]
+)
+def test_every_number_field_takes_the_same_separators(text: str) -> None:
+    from ivr.portal.blocking import NumberRule
+    from ivr.portal.directory import Employee
+
+    assert to_e164(text) == ERIKA
+    if "-" not in text:  # in a blocking rule, "-" joins the ends of a range
+        assert NumberRule.parse(text).low == ERIKA
+    assert Employee(name="E", group="G", numbers=(text,)).e164_numbers() == [ERIKA]
+    assert is_number_text(text)
+
+
+@pytest.mark.parametrize(
+    ("number", "valid"),
+    [
+        ("000", None),
+        ("0900123456", None),  # too short for a German premium-rate number
+        ("09001234567", "+499001234567"),
+        ("0049 30 1234567", "+49301234567"),
+        ("+49 30 1234567", "+49301234567"),
+        ("0123", None),
+    ],
+)
+def test_valid_numbers_are_assigned_in_their_plan(number: str, valid: str | None) -> None:
+    assert valid_e164(number) == valid

@@ -24,6 +24,7 @@ OWN = "+49 171 9518273"
 LENGTH = "4 to 8 digits"
 DIGITS = "digits 0-9 only"
 REPEATED = "one digit repeated"
+REPEATS = "repeated digits: a PIN must not contain the same digit more than 2 times"
 RUN = "run of more than 2 digits"
 OWN_NUMBER = "last digits of your own numbers"
 
@@ -61,6 +62,24 @@ def test_an_empty_pin_is_refused() -> None:
 @pytest.mark.parametrize("pin", ["1111", "0000", "99999", "77777777"])
 def test_one_digit_repeated(pin: str) -> None:
     assert REPEATED in refusal(pin)
+
+
+@pytest.mark.parametrize("pin", ["51111", "22229", "1000", "90008", "3777", "13572224", "1355513"])
+def test_a_run_of_three_equal_digits_is_refused(pin: str) -> None:
+    assert REPEATS in refusal(pin)
+
+
+@pytest.mark.parametrize("pin", ["1155", "9229", "50050", "11335577"])
+def test_pairs_of_equal_digits_are_allowed(pin: str) -> None:
+    check_pin_rules(pin, [OWN])
+
+
+def test_the_repeat_limit_is_configurable() -> None:
+    check_pin_rules("51113", [OWN], max_repeat=3)
+    with pytest.raises(PinRuleError, match="more than 1 times"):
+        check_pin_rules("5113", [OWN], max_repeat=1)
+    with pytest.raises(PinRuleError, match="more than 3 times"):
+        check_pin_rules("511113", [OWN], max_repeat=3)
 
 
 @pytest.mark.parametrize(

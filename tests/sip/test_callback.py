@@ -226,7 +226,7 @@ def test_busy_is_announced_and_the_caller_is_back_in_the_menu(setup: tuple[Setup
 
 def test_a_blocked_number_is_never_invited(setup: tuple[Setup, int]) -> None:
     parts, _port = setup
-    steps: list[Step] = [*DIAL[:-1], ("keys", "0900123456#"), ("pause", 4000), ("hangup",)]
+    steps: list[Step] = [*DIAL[:-1], ("keys", "09001234567#"), ("pause", 4000), ("hangup",)]
     with parts.mobile(steps) as caller:
         result = caller.wait()
     assert result.ok, result.describe()
