@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,6 +32,14 @@ def problems_of(
     return [_problem(source, err, model, path, origin) for err in error.errors()]
 
 
+def placed(path: Path_, loc: Path_, origin: Mapping[str, Path_] | None = None) -> Path_:
+    """Where ``loc`` inside the config at ``path`` stands in the file: under ``origin``
+    of its top field when that field's value came from elsewhere (e.g. ``defaults``)."""
+    if origin and loc and str(loc[0]) in origin:
+        return (*origin[str(loc[0])], *loc[1:])
+    return (*path, *loc)
+
+
 def _problem(
     source: Source,
     err: Any,
@@ -40,9 +48,7 @@ def _problem(
     origin: Mapping[str, Path_] | None,
 ) -> Problem:
     loc: Path_ = tuple(err["loc"])
-    where: Path_ = (*path, *loc)
-    if origin and loc and str(loc[0]) in origin:
-        where = (*origin[str(loc[0])], *loc[1:])
+    where = placed(path, loc, origin)
     kind = err["type"]
     if kind == "extra_forbidden":
         key = loc[-1]
@@ -70,11 +76,18 @@ def _fields_at(model: type[BaseModel], loc: Path_) -> list[str]:
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []
-        annotation = field.annotation
-        for candidate in (annotation, *getattr(annotation, "__args__", ())):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                current = candidate
-                break
-        else:
+        current = _model_in(field.annotation)
+        if current is None:
             return []
     return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds, however deep (``tuple[tuple[PromptRef, ...], ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

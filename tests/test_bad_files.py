@@ -107,10 +107,17 @@ def test_random_bytes_without_nul(tmp_path: Path) -> None:
     assert one_problem(path) == f"{path}: not UTF-8 text (bad byte at offset {info.value.start})"
 
 
+UNCLOSED = (
+    "YAML syntax error: found unexpected end of stream: the quote that begins here is never closed"
+)
+
+
 @pytest.mark.parametrize(
     ("content", "where_what"),
     [
         (b"a: [1, 2\n", ":2:1: YAML syntax error: did not find expected ',' or ']'"),
+        (b'a: 1\nb: "x\rc: 2\r', f":2:4: {UNCLOSED}"),
+        (b"\xef\xbb\xbfa: 'x\r\nb: 2", f":1:4: {UNCLOSED}"),
         (b"a:\n\tb: 1\n", ":2:1: YAML syntax error: found character that cannot start any token"),
         (b"a: *nowhere\n", ":1:4: YAML syntax error: found undefined alias"),
         (b"a: b: c\n", ":1:5: YAML syntax error: mapping values are not allowed in this context"),
@@ -129,6 +136,8 @@ def test_random_bytes_without_nul(tmp_path: Path) -> None:
     ],
     ids=[
         "unclosed-list",
+        "unclosed-quote-cr",
+        "unclosed-quote-bom-crlf",
         "tab-indent",
         "undefined-alias",
         "nested-mapping-value",

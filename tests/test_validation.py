@@ -131,15 +131,19 @@ def test_an_unterminated_quote_is_a_syntax_error(write: Write) -> None:
     assert "YAML syntax error: found unexpected end of stream" in found
 
 
-@pytest.mark.xfail(
-    reason="BUG: a YAML syntax error is reported only at the problem mark; the context mark"
-    " (where the unterminated quote began) is dropped, so the line to fix is not named",
-    strict=True,
-)
 def test_an_unterminated_quote_names_where_the_quote_began(write: Write) -> None:
     path = write(GOOD.replace('target: "100"', 'target: "100'))
     (found,) = problems(path)
     assert found.startswith(f"{path}:16:13: ") or "line 16" in found.removeprefix(str(path))
+
+
+@pytest.mark.parametrize("end", ["\n", ""])
+def test_an_unterminated_single_quote_is_reported_where_it_began(write: Write, end: str) -> None:
+    path = write(GOOD.replace("    prompts: bye\n", "    prompts: 'bye" + end))
+    assert problems(path) == [
+        f"{path}:19:14: YAML syntax error: found unexpected end of stream:"
+        " the quote that begins here is never closed"
+    ]
 
 
 def test_bad_indentation_is_a_syntax_error_at_its_line(write: Write) -> None:
@@ -604,13 +608,44 @@ def test_an_invalid_default_is_reported_at_the_defaults_entry(write: Write) -> N
     ]
 
 
-def test_a_state_overrides_an_invalid_default(write: Write) -> None:
+def test_an_invalid_default_is_an_error_though_every_state_overrides_it(write: Write) -> None:
     path = write(
         with_lines(
             with_lines(GOOD, "defaults:", "  timeout: soon"), "    prompt: hi", "    timeout: 4"
         )
     )
-    assert load_dialplan(path).states["main"].timeout == 4  # type: ignore[attr-defined]
+    assert problems(path) == [
+        f"{path}:4:12: defaults.timeout: input should be a valid number,"
+        " unable to parse string as a number"
+    ]
+
+
+def test_an_invalid_default_does_not_hide_the_inheriting_states_mistakes(write: Write) -> None:
+    path = write(
+        with_lines(GOOD, "defaults:", "  noinput: [{id: hi, parms: {}}]").replace(
+            '"1": sales', '"1": salse'
+        )
+        + "  other: {kind: collect, into: x, next: exit, prompt: nix}\n"
+    )
+    catalog = path.parent / "prompts"
+    assert problems(path) == [
+        f"{path}:4:22: defaults.noinput.0.0.parms: unknown key 'parms' (did you mean 'params'?)",
+        f"{path}:12:12: states.main.options.1: unknown state 'salse' (did you mean 'sales'?)",
+        f"{path}:21:41: states.other.next: unknown state 'exit'",
+        f"{path}:21:55: states.other.prompt.0: prompt 'nix' not in catalog {catalog}",
+    ]
+
+
+def test_a_state_overrides_a_default(write: Write) -> None:
+    path = write(
+        with_lines(
+            with_lines(GOOD, "defaults:", "  timeout: 7"), "    prompt: hi", "    timeout: 4"
+        )
+        + "  other: {kind: menu, options: {'1': bye}}\n"
+    )
+    plan = load_dialplan(path)
+    assert plan.states["main"].timeout == 4  # type: ignore[attr-defined]
+    assert plan.states["other"].timeout == 7  # type: ignore[attr-defined]
 
 
 def test_defaults_fill_play_bargein_too(write: Write) -> None:
@@ -773,11 +808,7 @@ def test_warnings_come_together_in_file_order(write: Write) -> None:
     ]
 
 
-# --- bugs -------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    reason="BUG: an invalid value in defaults is reported once per state that inherits it",
-    strict=True,
-)
+# --- defaults at their entry, keys in prompt mappings, the catalog folder ------------
 def test_an_invalid_default_is_reported_once(write: Write) -> None:
     path = write(
         with_lines(GOOD, "defaults:", "  max_nomatch: -1")
@@ -789,10 +820,6 @@ def test_an_invalid_default_is_reported_once(write: Write) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    reason="BUG: an invalid value in defaults is not reported when no state inherits it",
-    strict=True,
-)
 def test_an_invalid_default_no_state_uses_is_still_an_error(write: Write) -> None:
     path = write(
         "prompts: prompts\ninitial: main\ndefaults:\n  timeout: soon\n"
@@ -804,15 +831,42 @@ def test_an_invalid_default_no_state_uses_is_still_an_error(write: Write) -> Non
     ]
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unknown state named in defaults (on_max_noinput) is reported at every"
-    " inheriting state, with a path that is not in the file, not at the defaults entry",
-    strict=True,
-)
 def test_an_unknown_target_in_defaults_is_reported_at_the_defaults_entry(write: Write) -> None:
     path = write(GOOD.replace("  on_max_noinput: bye", "  on_max_noinput: by"))
     assert problems(path) == [
         f"{path}:4:19: defaults.on_max_noinput: unknown state 'by' (did you mean 'bye'?)"
+    ]
+
+
+def test_an_unknown_target_in_defaults_is_reported_once_for_all_inheriting_states(
+    write: Write,
+) -> None:
+    path = write(
+        GOOD.replace("  on_max_nomatch: bye", "  on_max_nomatch: by")
+        + "  second: {kind: menu, options: {'1': bye}}\n"
+        + "  third: {kind: collect, into: x, next: bye, on_max_noinput: nowhere}\n"
+    )
+    assert problems(path) == [
+        f"{path}:5:19: defaults.on_max_nomatch: unknown state 'by' (did you mean 'bye'?)",
+        f"{path}:21:62: states.third.on_max_noinput: unknown state 'nowhere'",
+    ]
+
+
+def test_a_bad_prompt_in_defaults_is_reported_once_at_the_defaults_entry(write: Write) -> None:
+    path = write(
+        with_lines(GOOD, "defaults:", "  nomatch: {id: count, params: {m: calls}}")
+        + "  second: {kind: menu, options: {'1': bye}}\n"
+    )
+    assert problems(path) == [
+        f"{path}:4:12: defaults.nomatch.0.0: prompt 'count' needs parameter 'n'",
+        f"{path}:4:12: defaults.nomatch.0.0: prompt 'count' has no parameter 'm'",
+    ]
+
+
+def test_an_unknown_key_in_a_defaults_prompt_is_reported_at_the_key(write: Write) -> None:
+    path = write(with_lines(GOOD, "defaults:", "  noinput: {id: hi, parms: {}}"))
+    assert problems(path) == [
+        f"{path}:4:21: defaults.noinput.0.0.parms: unknown key 'parms' (did you mean 'params'?)"
     ]
 
 
@@ -838,11 +892,6 @@ def test_a_merged_key_can_be_overridden(write: Write) -> None:
     assert plan.states["other"].prompt[0].id == "bye"  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unknown key in a noinput/nomatch prompt gets no did-you-mean"
-    " (it does in prompt/prompts)",
-    strict=True,
-)
 def test_unknown_key_in_an_escalation_prompt_has_did_you_mean(write: Write) -> None:
     path = write(with_lines(GOOD, "    prompt: hi", "    noinput: [[{id: hi, parms: {}}]]"))
     assert problems(path) == [
@@ -850,11 +899,6 @@ def test_unknown_key_in_an_escalation_prompt_has_did_you_mean(write: Write) -> N
     ]
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unknown key in a prompt written as a single mapping (not a list) is"
-    " reported at the start of the mapping, not at the key",
-    strict=True,
-)
 def test_unknown_key_in_a_single_prompt_mapping_is_reported_at_the_key(write: Write) -> None:
     path = write(GOOD.replace("    prompt: hi", "    prompt: {id: hi, parms: {}}"))
     (found,) = problems(path)
@@ -862,11 +906,6 @@ def test_unknown_key_in_a_single_prompt_mapping_is_reported_at_the_key(write: Wr
     assert found.endswith("unknown key 'parms' (did you mean 'params'?)")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a prompt named in defaults that is not in the catalog is reported at every"
-    " inheriting state, with a path that is not in the file, not at the defaults entry",
-    strict=True,
-)
 def test_an_unknown_prompt_in_defaults_is_reported_at_the_defaults_entry(write: Write) -> None:
     path = write(with_lines(GOOD, "defaults:", "  noinput: [hi, nix]"))
     catalog = path.parent / "prompts"
@@ -875,15 +914,26 @@ def test_an_unknown_prompt_in_defaults_is_reported_at_the_defaults_entry(write: 
     assert found.endswith(f": prompt 'nix' not in catalog {catalog}")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a missing prompt catalog folder is reported without the dialplan's"
-    " place of 'prompts:' (file:line:col), only as the folder's name",
-    strict=True,
-)
 def test_a_missing_catalog_folder_is_reported_at_the_prompts_entry(write: Write) -> None:
     path = write(GOOD.replace("prompts: prompts", "prompts: nowhere"))
     (found,) = problems(path)
     assert found.startswith(f"{path}:1:10: prompts: ")
+
+
+def test_a_missing_catalog_folder_names_the_folder(write: Write) -> None:
+    path = write(GOOD.replace("prompts: prompts", "prompts: nowhere"))
+    assert problems(path) == [
+        f"{path}:1:10: prompts: prompt catalog directory not found: {path.parent / 'nowhere'}"
+    ]
+
+
+def test_unknown_key_in_a_single_escalation_prompt_mapping_is_reported_at_the_key(
+    write: Write,
+) -> None:
+    path = write(with_lines(GOOD, "    prompt: hi", "    nomatch: {id: hi, when: x, parms: {}}"))
+    assert problems(path) == [
+        f"{path}:10:32: states.main.nomatch.0.0.parms: unknown key 'parms' (did you mean 'params'?)"
+    ]
 
 
 def test_a_too_long_catalog_folder_name_is_a_dialplan_error(write: Write) -> None:

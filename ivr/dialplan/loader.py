@@ -6,21 +6,21 @@ path; warnings (unreachable states, dead ends, overlapping codes) ride on the re
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from ivr.dialplan import checks
-from ivr.dialplan.model import Dialplan, DialplanHeader
+from ivr.dialplan.model import Defaults, Dialplan, DialplanHeader
 from ivr.dialplan.yaml_source import Path_, Source, read_yaml
 from ivr.errors import DialplanError, Problem
 from ivr.hooks import Hooks, import_hooks
-from ivr.prompts.catalog import PromptCatalog, load_catalog
+from ivr.prompts.catalog import CatalogNotFoundError, PromptCatalog, load_catalog
 from ivr.states import KINDS
 from ivr.states.base import State
-from ivr.states.input import INPUT_DEFAULTS
-from ivr.validation import did_you_mean, problems_of
+from ivr.validation import did_you_mean, placed, problems_of
 
 STATE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -46,9 +46,20 @@ class _Loader:
         self.hooks = hooks
         self.catalog = catalog
         self.problems: list[Problem] = []
+        self._seen: set[Problem] = set()
+        #: per state, where its fields taken from ``defaults`` are written
+        self.origins: dict[str, dict[str, Path_]] = {}
+
+    def report(self, problems: Iterable[Problem]) -> None:
+        """Add ``problems``, each once: a value in ``defaults`` is one mistake, however
+        many states inherit it."""
+        for problem in problems:
+            if problem not in self._seen:
+                self._seen.add(problem)
+                self.problems.append(problem)
 
     def error(self, path: Path_, message: str, *, at_key: bool = False) -> None:
-        self.problems.append(self.source.problem(path, message, at_key=at_key))
+        self.report([self.source.problem(path, message, at_key=at_key)])
 
     def load(self) -> Dialplan:
         data = self.source.data
@@ -58,17 +69,7 @@ class _Loader:
             )
         header_data = {k: v for k, v in data.items() if k not in ("defaults", "states")}
         header = self._validate(DialplanHeader, header_data, ())
-        defaults = data.get("defaults") or {}
-        if not isinstance(defaults, dict):
-            self.error(("defaults",), f"must be a mapping, not {_type_name(defaults)}")
-            defaults = {}
-        for key in defaults:
-            if key not in INPUT_DEFAULTS:
-                self.error(
-                    ("defaults", key),
-                    f"unknown key {key!r}{did_you_mean(key, INPUT_DEFAULTS)}",
-                    at_key=True,
-                )
+        defaults = self._defaults(data.get("defaults"))
         raw_states = data.get("states")
         if not isinstance(raw_states, dict) or not raw_states:
             self.error(("states",), "a dialplan needs a mapping of states")
@@ -111,8 +112,18 @@ class _Loader:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            self.problems.extend(problems_of(self.source, exc, model, path))
+            self.report(problems_of(self.source, exc, model, path))
             return None
+
+    def _defaults(self, raw: Any) -> dict[str, Any]:
+        """``defaults``, checked where it is written, whether or not a state inherits it."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.error(("defaults",), f"must be a mapping, not {_type_name(raw)}")
+            return {}
+        self._validate(Defaults, raw, ("defaults",))
+        return raw
 
     def _state(self, name: str, raw: Any, defaults: dict[str, Any]) -> State | None:
         path: Path_ = ("states", name)
@@ -132,24 +143,36 @@ class _Loader:
             )
             return None
         data = dict(raw)
-        origin: dict[str, Path_] = {}
+        origin = self.origins[name] = {}
         for key in cls.default_fields:
             if key not in data and key in defaults:
                 data[key] = defaults[key]
                 origin[key] = ("defaults", key)
         try:
             return cls.model_validate(data)
-        except ValidationError as exc:
-            self.problems.extend(problems_of(self.source, exc, cls, path, origin))
+        except ValidationError as exc:  # an inherited invalid default: report() drops it
+            self.report(problems_of(self.source, exc, cls, path, origin))
+            wrong = {str(err["loc"][0]) if err["loc"] else "" for err in exc.errors()}
+        if not wrong <= set(origin):
+            return None
+        # only inherited defaults were wrong: the state without them still gets its
+        # targets and prompts checked (its problems are reported, not the retry's)
+        for key in wrong:
+            del data[key], origin[key]
+        try:
+            return cls.model_validate(data)
+        except ValidationError:
             return None
 
     def _catalog(self, directory: str) -> PromptCatalog | None:
         folder = Path(self.source.file).parent / directory
         try:
             return load_catalog(folder)
+        except CatalogNotFoundError as exc:
+            self.error(("prompts",), f"{exc.problems[0].message}: {exc.directory}")
         except DialplanError as exc:
-            self.problems.extend(exc.problems)
-            return None
+            self.report(exc.problems)
+        return None
 
     def _hooks(self, reference: str | None) -> Hooks:
         if reference is None:
@@ -176,10 +199,11 @@ class _Loader:
             )
         for name, state in states.items():
             path: Path_ = ("states", name)
+            origin = self.origins.get(name)
             for edge in state.edges():
                 if edge.target not in raw_states:
                     self.error(
-                        (*path, *edge.path),
+                        placed(path, edge.path, origin),
                         f"unknown state {edge.target!r}{did_you_mean(edge.target, names)}",
                     )
             for hook_path, hook in state.hook_names():
@@ -188,10 +212,11 @@ class _Loader:
                         f" (known: {', '.join(hooks)})" if len(hooks) else " (no hooks registered)"
                     )
                     hint = did_you_mean(hook, list(hooks)) or known
-                    self.error((*path, *hook_path), f"unknown hook {hook!r}{hint}")
+                    self.error(placed(path, hook_path, origin), f"unknown hook {hook!r}{hint}")
             if catalog is not None:
                 for ref_path, ref in state.prompt_refs():
-                    self._check_prompt((*path, *ref_path), ref.id, set(ref.params), catalog)
+                    where = placed(path, ref_path, origin)
+                    self._check_prompt(where, ref.id, set(ref.params), catalog)
         if catalog is not None and header.apology is not None:
             self._check_prompt(("apology",), header.apology, set(), catalog)
 

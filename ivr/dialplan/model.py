@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ivr.dialplan.yaml_source import Source
 from ivr.errors import Problem
@@ -38,13 +38,24 @@ class DialplanHeader(BaseModel):
     )
 
 
+_DEFAULT_FIELDS: dict[str, Any] = {
+    name: (InputState.model_fields[name].annotation, InputState.model_fields[name])
+    for name in INPUT_DEFAULTS
+}
+#: ``defaults``: the input fields every input state inherits, checked where they are written
+Defaults = create_model(
+    "Defaults",
+    __config__=ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True),
+    **_DEFAULT_FIELDS,
+)
+
+
 def defaults_schema() -> dict[str, Any]:
-    """JSON Schema of ``defaults``: the input fields every input state inherits."""
-    properties = InputState.model_json_schema()["properties"]
+    """JSON Schema of ``defaults``."""
     return {
         "type": "object",
         "description": "values every state takes unless it sets its own",
-        "properties": {name: properties[name] for name in INPUT_DEFAULTS},
+        "properties": Defaults.model_json_schema()["properties"],
         "additionalProperties": False,
     }
 

@@ -51,7 +51,7 @@ class Source:
         Falls back to the nearest enclosing node that has a position.
         """
         table = self.keys if at_key else self.values
-        probe = path
+        probe = self._in_file(path)
         pos = table.get(probe)
         while pos is None and probe:
             probe = probe[:-1]
@@ -64,6 +64,23 @@ class Source:
             path=format_path(path),
             severity=severity,
         )
+
+    def _in_file(self, path: Path_) -> Path_:
+        """``path`` as written in the file: the index a model puts around a single value
+        (``prompt: hi`` read as a list of one) is dropped. Parts past the file's data
+        stay, so the lookup falls back to the nearest enclosing node."""
+        written: list[str | int] = []
+        node = self.data
+        for i, part in enumerate(path):
+            listed = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if listed or (isinstance(node, dict) and part in node):
+                node = node[part]
+            elif part == 0 and not isinstance(node, list):
+                continue
+            else:
+                return (*written, *path[i:])
+            written.append(part)
+        return tuple(written)
 
 
 def format_path(path: Path_) -> str:
@@ -132,6 +149,9 @@ def parse_yaml(raw: bytes | str, *, file: str = "<string>") -> Source:
         message = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
         if message.startswith("but found another document"):
             message = "expected a single document, but found another document"
+        if _unclosed_quote(exc):  # the end of the file is no place to fix it
+            mark = exc.context_mark
+            message += ": the quote that begins here is never closed"
         raise _one_line(file, f"YAML syntax error: {message}", mark) from None
     except yaml.reader.ReaderError as exc:
         what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
@@ -148,6 +168,15 @@ def parse_yaml(raw: bytes | str, *, file: str = "<string>") -> Source:
     walker = _Walker(source)
     source.data = walker.value(node, ())
     return source
+
+
+def _unclosed_quote(exc: yaml.MarkedYAMLError) -> bool:
+    """True when a quoted scalar runs on to the end of the file."""
+    return (
+        exc.context_mark is not None
+        and "quoted scalar" in str(exc.context)
+        and "end of stream" in str(exc.problem)
+    )
 
 
 class _Walker:

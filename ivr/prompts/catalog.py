@@ -108,6 +108,14 @@ def parse_params(text: str) -> dict[str, str]:
     return params
 
 
+class CatalogNotFoundError(DialplanError):
+    """The prompt catalog directory does not exist (or is no directory)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = str(directory)
+        super().__init__(Problem("prompt catalog directory not found", file=self.directory))
+
+
 @dataclass(frozen=True, slots=True)
 class PromptCatalog:
     """All prompts of one language, by id."""
@@ -141,7 +149,7 @@ def load_catalog(directory: str | Path, language: str = "") -> PromptCatalog:
     except OSError:  # e.g. a name too long for the file system
         found = False
     if not found:
-        raise DialplanError(Problem("prompt catalog directory not found", file=str(folder)))
+        raise CatalogNotFoundError(folder)
     prompts: dict[str, PromptText] = {}
     problems: list[Problem] = []
     for path in sorted(folder.glob("*.yaml")):
