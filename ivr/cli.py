@@ -9,16 +9,30 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ivr.dialplan.loader import load_dialplan
 from ivr.errors import DialplanError, IvrError, Problem
+from ivr.hooks import ContextError
 from ivr.sim import REFERENCE_START, Simulator, format_transcript, parse_script
-from ivr.testing import ScenarioRunner, audio_warnings, default_engine, durations_for
+from ivr.testing import (
+    ScenarioRunner,
+    audio_warnings,
+    default_engine,
+    durations_for,
+    needs_portal,
+)
+
+if TYPE_CHECKING:
+    from ivr.audio.convert import Codec
+    from ivr.audio.library import PromptAudio
+    from ivr.portal.config import LoadedPortal
+    from ivr.portal.directory import Employee, YamlDirectory
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
@@ -120,7 +134,10 @@ def simulate(
 ) -> None:
     """Run one scripted call of DIALPLAN on a virtual clock and print the transcript."""
     steps = parse_script(keys)
-    engine = default_engine(Path(dialplan), Path(portal) if portal else None)
+    try:
+        engine = default_engine(Path(dialplan), Path(portal) if portal else None)
+    except ContextError as exc:
+        raise _missing_context(exc, dialplan) from None
     start = at.timestamp() if at is not None else REFERENCE_START
     call = Simulator(engine, durations=durations_for(engine)).run(
         steps, caller=caller, called=called, start=start
@@ -136,14 +153,25 @@ def simulate(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--coverage", is_flag=True, help="Report state and transition coverage.")
 def test_command(paths: tuple[str, ...], coverage: bool) -> None:
-    """Run scenario files (or directories of them) and print a summary."""
+    """Run scenario files (or directories of them) and print a summary.
+
+    Exit 1 when a scenario failed; exit 2 when a file could not be used at all (each
+    reason one file:line:col line on stderr; the other files still run).
+    """
     files: list[Path] = []
     for path in map(Path, paths):
         files += sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
     runner = ScenarioRunner()
-    passed = failed = 0
+    passed = failed = broken = 0
     for file in files:
-        for result in runner.run_file(file):
+        try:
+            loaded = runner.load_file(file)
+        except DialplanError as exc:
+            broken += 1
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            continue
+        for result in runner.run_loaded(loaded):
             if result.passed:
                 passed += 1
                 click.echo(f"PASS {file}:{result.line} {result.name}")
@@ -154,7 +182,10 @@ def test_command(paths: tuple[str, ...], coverage: bool) -> None:
     if coverage:
         for report in runner.coverage():
             click.echo(report.report())
-    click.echo(f"{passed} passed, {failed} failed")
+    unusable = f", {broken} file{'s' if broken != 1 else ''} not usable" if broken else ""
+    click.echo(f"{passed} passed, {failed} failed{unusable}")
+    if broken:
+        sys.exit(EXIT_ERROR)
     if failed:
         sys.exit(EXIT_FAILED)
 
@@ -189,6 +220,15 @@ def graph(dialplan: str, output: str) -> None:
     from ivr.graph import write_graph
 
     click.echo(f"wrote {write_graph(load_dialplan(dialplan), output)}")
+
+
+def _missing_context(error: ContextError, dialplan: str) -> click.UsageError:
+    """A usage error for a dialplan whose hooks need services the command was not given."""
+    if needs_portal(error):
+        return click.UsageError(
+            f"{dialplan} needs a portal configuration: give --portal CONFIG ({error})"
+        )
+    return click.UsageError(f"{dialplan}: {error}, which this command cannot give")
 
 
 def _hostport(value: str) -> tuple[str, int]:
@@ -343,100 +383,212 @@ def serve(
         max_calls=max_calls,
         rtp_latch_any=rtp_latch_any,
     )
-    run_server(
-        Path(dialplan),
-        Path(portal) if portal else None,
-        config,
-        stats=Path(stats) if stats else None,
-    )
+    try:
+        run_server(
+            Path(dialplan),
+            Path(portal) if portal else None,
+            config,
+            stats=Path(stats) if stats else None,
+        )
+    except ContextError as exc:
+        raise _missing_context(exc, dialplan) from None
 
 
 @main.group()
 def portal() -> None:
-    """Anywhere Portal administration: PINs and lockouts."""
+    """Anywhere Portal administration: PINs and lockouts.
+
+    Name the portal as for `ivr serve`: --portal CONFIG (its directory, PIN rules and
+    lockout store). The older form names the DIRECTORY file instead; it does not say
+    which lockout store the portal uses, so `unlock` and `locks` then need --store.
+    """
+
+
+_PORTAL_OPTION = click.option(
+    "--portal",
+    "portal_config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The portal configuration, as for `ivr serve --portal`: its directory, PIN rules "
+    "and lockout store.",
+)
+_STORE_OPTION = click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="The SQLite lockout file (default: the one the portal configuration uses).",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _PortalTarget:
+    """What a `ivr portal` command acts on."""
+
+    directory: YamlDirectory | None
+    store: Path | None
+    loaded: LoadedPortal | None
+    employee: str
+
+
+def _portal_target(
+    args: tuple[str, ...],
+    portal_config: str | None,
+    store: str | None = None,
+    *,
+    employee: bool = True,
+    lockouts: bool = False,
+) -> _PortalTarget:
+    """Resolve ``[DIRECTORY] [EMPLOYEE]`` and --portal/--store: the directory (the
+    employee must be in it), and with ``lockouts`` the store `ivr serve` uses."""
+    from ivr.portal.config import load_portal
+    from ivr.portal.directory import YamlDirectory
+    from ivr.portal.services import default_store_path
+
+    wanted = 1 if employee else 0
+    directory_file = None
+    if len(args) == wanted + 1 and portal_config is None:
+        directory_file, args = args[0], args[1:]
+    if len(args) != wanted:
+        if portal_config is not None and len(args) == wanted + 1:
+            raise click.UsageError("--portal CONFIG names the directory: give no DIRECTORY")
+        shape = "[DIRECTORY] EMPLOYEE" if employee else "at most a DIRECTORY"
+        raise click.UsageError(f"give {shape}, not {len(args)} arguments")
+    loaded = load_portal(portal_config) if portal_config is not None else None
+    directory = None
+    if loaded is not None:
+        directory = _load_directory(loaded)
+    elif directory_file is not None:
+        directory = YamlDirectory.load(directory_file)
+    name = args[0] if employee else ""
+    if employee and directory is not None:
+        _employee_of(directory, name)
+    path = None
+    if lockouts:
+        if store is not None:
+            path = Path(store)
+        elif loaded is not None:
+            path = default_store_path(loaded)
+        else:
+            why = "a directory does not say which lockout store the portal uses: "
+            raise click.UsageError(
+                (why if directory else "") + "give --portal CONFIG (the store "
+                "`ivr serve --portal CONFIG` uses) or --store FILE"
+            )
+    elif directory is None:
+        raise click.UsageError("give --portal CONFIG (or the DIRECTORY file)")
+    return _PortalTarget(directory, path, loaded, name)
+
+
+def _load_directory(loaded: LoadedPortal) -> YamlDirectory:
+    """The directory a loaded portal configuration names, read in its region."""
+    from ivr.portal.directory import YamlDirectory
+
+    return YamlDirectory.load(loaded.relative(loaded.config.directory), loaded.config.region)
+
+
+def _employee_of(book: YamlDirectory, employee: str) -> Employee:
+    person = book.get(employee)
+    if person is None:
+        known = ", ".join(book.employees)
+        raise IvrError(f"{book.path}: no employee {employee!r} (known: {known})")
+    return person
+
+
+def _when(seconds: float) -> str:
+    """A lockout's end as UTC ISO time (a permanent one: until an administrator unlocks)."""
+    import math
+    from datetime import UTC, datetime
+
+    if math.isinf(seconds):
+        return "an administrator unlocks"
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
 @portal.command("set-pin")
-@click.argument("directory", type=click.Path(exists=True, dir_okay=False))
-@click.argument("employee")
-def set_pin(directory: str, employee: str) -> None:
-    """Set EMPLOYEE's voicemail PIN in DIRECTORY (only its argon2id hash is written).
+@click.argument("args", nargs=-1, required=True, metavar="[DIRECTORY] EMPLOYEE")
+@_PORTAL_OPTION
+def set_pin(args: tuple[str, ...], portal_config: str | None) -> None:
+    """Set EMPLOYEE's voicemail PIN in the portal's directory (--portal CONFIG, whose
+    PIN rules apply) or in DIRECTORY; only its argon2id hash is written.
 
     The PIN is read without echo from the terminal (twice), or as one line from
     standard input when that is not a terminal.
     """
-    from ivr.portal.directory import YamlDirectory
     from ivr.portal.pin import PinRuleError, check_pin_rules, hash_pin
 
-    book = YamlDirectory.load(directory)
-    person = book.get(employee)
-    if person is None:
-        raise IvrError(
-            f"{directory}: no employee {employee!r} (known: {', '.join(book.employees)})"
-        )
+    target = _portal_target(args, portal_config)
+    assert target.directory is not None
+    person = _employee_of(target.directory, target.employee)
+    rules: dict[str, Any] = {}
+    if target.loaded is not None:
+        rules["max_repeat"] = target.loaded.config.pin_policy.max_repeated_digits
     if sys.stdin.isatty():
         pin = click.prompt("New PIN", hide_input=True, confirmation_prompt=True)
     else:
         pin = sys.stdin.readline().strip()
     try:
-        check_pin_rules(pin, person.numbers)
+        check_pin_rules(pin, person.numbers, **rules)
     except PinRuleError as exc:
         raise IvrError(f"PIN refused: {exc}") from None
-    book.write_pin_hash(employee, hash_pin(pin))
-    click.echo(f"PIN of {employee!r} set (argon2id hash written to {directory})")
+    target.directory.write_pin_hash(target.employee, hash_pin(pin))
+    click.echo(f"PIN of {target.employee!r} set (argon2id hash written to {target.directory.path})")
 
 
 @portal.command()
-@click.argument("directory", type=click.Path(exists=True, dir_okay=False))
-@click.argument("employee")
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    help="The SQLite lockout file (default: .ivr-lockouts.sqlite beside DIRECTORY).",
-)
-def unlock(directory: str, employee: str, store: str | None) -> None:
-    """Lift EMPLOYEE's PIN lockout and forget their failed attempts."""
-    from ivr.portal.directory import YamlDirectory
-    from ivr.portal.lockout import SqliteLockoutStore
-    from ivr.portal.services import DEFAULT_STORE_NAME
+@click.argument("args", nargs=-1, required=True, metavar="[DIRECTORY] EMPLOYEE")
+@_PORTAL_OPTION
+@_STORE_OPTION
+def unlock(args: tuple[str, ...], portal_config: str | None, store: str | None) -> None:
+    """Lift EMPLOYEE's PIN lockout and forget their failed attempts, in the lockout
+    store `ivr serve --portal CONFIG` uses (or --store FILE).
 
-    book = YamlDirectory.load(directory)
-    if book.get(employee) is None:
-        raise IvrError(
-            f"{directory}: no employee {employee!r} (known: {', '.join(book.employees)})"
-        )
-    path = Path(store) if store else Path(directory).with_name(DEFAULT_STORE_NAME)
-    SqliteLockoutStore(path).reset(employee)
-    click.echo(f"{employee!r} unlocked ({path})")
-
-
-@portal.command()
-@click.argument("directory", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    help="The SQLite lockout file (default: .ivr-lockouts.sqlite beside DIRECTORY).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def locks(directory: str, store: str | None, as_json: bool) -> None:
-    """List employees who are locked out or have failed PIN attempts: how many in a
-    row, until when the lock lasts, and where the recent failures came from."""
-    import json
+    Exit 1, changing nothing, when that store holds no lock of EMPLOYEE.
+    """
     import time
-    from datetime import UTC, datetime
 
     from ivr.portal.lockout import SqliteLockoutStore
-    from ivr.portal.services import DEFAULT_STORE_NAME
 
-    path = Path(store) if store else Path(directory).with_name(DEFAULT_STORE_NAME)
+    target = _portal_target(args, portal_config, store, lockouts=True)
+    employee, path = target.employee, target.store
+    assert path is not None
+    if not path.is_file():
+        click.echo(f"{employee!r} is not locked out: no lockout file {path}", err=True)
+        sys.exit(EXIT_FAILED)
+    lockouts = SqliteLockoutStore(path)
+    state = next((s for s in lockouts.states() if s.employee == employee), None)
+    if state is None or state.locked_until <= time.time():
+        held = (
+            f" ({state.failures} failed PIN(s) in a row, {state.lockouts} earlier lockout(s): kept)"
+            if state
+            else ""
+        )
+        click.echo(f"{employee!r} is not locked out in {path}{held}; nothing changed", err=True)
+        sys.exit(EXIT_FAILED)
+    lockouts.reset(employee)
+    click.echo(f"{employee!r} unlocked (was locked until {_when(state.locked_until)}; {path})")
+
+
+@portal.command()
+@click.argument("args", nargs=-1, metavar="[DIRECTORY]")
+@_PORTAL_OPTION
+@_STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def locks(
+    args: tuple[str, ...], portal_config: str | None, store: str | None, as_json: bool
+) -> None:
+    """List employees who are locked out or have failed PIN attempts: how many in a
+    row, until when the lock lasts, and where the recent failures came from; in the
+    lockout store `ivr serve --portal CONFIG` uses (or --store FILE)."""
+    import json
+    import math
+    import time
+
+    from ivr.portal.lockout import SqliteLockoutStore
+
+    path = _portal_target(args, portal_config, store, employee=False, lockouts=True).store
+    assert path is not None
     if not path.exists():
-        click.echo(f"no lockout file {path}: nobody has failed a PIN yet")
+        click.echo("[]" if as_json else f"no lockout file {path}: nobody has failed a PIN yet")
         return
     now = time.time()
-
-    def when(seconds: float) -> str:
-        return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
-
     states = SqliteLockoutStore(path).states()
     if as_json:
         rows = [
@@ -444,21 +596,46 @@ def locks(directory: str, store: str | None, as_json: bool) -> None:
                 "employee": s.employee,
                 "failures": s.failures,
                 "locked": s.locked_until > now,
-                "locked_until": when(s.locked_until) if s.locked_until else None,
-                "recent": [{"at": when(f.at), "source": f.source} for f in s.recent],
+                "permanent": math.isinf(s.locked_until),
+                "lockouts": s.lockouts,
+                "locked_until": (
+                    _when(s.locked_until)
+                    if s.locked_until and not math.isinf(s.locked_until)
+                    else None
+                ),
+                "recent": [{"at": _when(f.at), "source": f.source} for f in s.recent],
             }
             for s in states
         ]
         click.echo(json.dumps(rows, indent=1))
         return
     if not states:
-        click.echo("nobody is locked out or has failed attempts")
+        click.echo(f"nobody is locked out or has failed attempts ({path})")
         return
     for state in states:
-        status = f"LOCKED until {when(state.locked_until)}" if state.locked_until > now else "-"
+        status = f"LOCKED until {_when(state.locked_until)}" if state.locked_until > now else "-"
+        if state.lockouts:
+            status += f" ({state.lockouts} lockout(s) since the last correct PIN or unlock)"
         click.echo(f"{state.employee}: {state.failures} failure(s) in a row, {status}")
         for failure in state.recent[-5:]:
-            click.echo(f"    {when(failure.at)}  {failure.source}")
+            click.echo(f"    {_when(failure.at)}  {failure.source}")
+
+
+class _PromptsOptions:
+    """The ``prompts`` group's options; the catalog is loaded only when a command runs
+    (never for --help, which must not depend on the working directory)."""
+
+    def __init__(self, lang: str, catalog: str | None, cache: str | None) -> None:
+        self.lang = lang
+        self.catalog = catalog
+        self.cache = cache
+
+    def audio(self) -> PromptAudio:
+        from ivr.audio.library import PromptAudio
+        from ivr.prompts.catalog import load_catalog
+
+        folder = self.catalog or Path("prompts") / self.lang
+        return PromptAudio(load_catalog(folder, self.lang), self.cache)
 
 
 @main.group()
@@ -468,25 +645,24 @@ def locks(directory: str, store: str | None, as_json: bool) -> None:
 @click.pass_context
 def prompts(ctx: click.Context, lang: str, catalog: str | None, cache: str | None) -> None:
     """Prompt audio: render the catalog offline, list it, say one prompt."""
-    from ivr.audio.library import PromptAudio
-    from ivr.prompts.catalog import load_catalog
-
-    ctx.obj = PromptAudio(load_catalog(catalog or Path("prompts") / lang, lang), cache)
+    ctx.obj = _PromptsOptions(lang, catalog, cache)
 
 
 @prompts.command()
 @click.option("--force", is_flag=True, help="Render everything again, ignoring the cache.")
 @click.pass_obj
-def render(audio: Any, force: bool) -> None:
+def render(options: _PromptsOptions, force: bool) -> None:
     """Render every prompt piece and parameter fragment that is not cached."""
+    audio = options.audio()
     pieces = list(audio.pieces())
     with click.progressbar(length=len(pieces), label="rendering", file=sys.stderr) as bar:
         summary = audio.render(force=force, progress=lambda piece: bar.update(1))
     for failure in summary.failed:
         click.echo(f"error: {failure}", err=True)
+    skipped = f", {summary.skipped} not tried" if summary.skipped else ""
     click.echo(
         f"{summary.rendered} rendered, {summary.cached} cached, {summary.recorded} recorded, "
-        f"{len(summary.failed)} failed ({audio.cache_dir})"
+        f"{len(summary.failed)} failed{skipped} ({audio.cache_dir})"
     )
     if summary.failed:
         sys.exit(EXIT_ERROR)
@@ -494,8 +670,9 @@ def render(audio: Any, force: bool) -> None:
 
 @prompts.command("list")
 @click.pass_obj
-def list_prompts(audio: Any) -> None:
+def list_prompts(options: _PromptsOptions) -> None:
     """Each prompt: id, source (tts/recorded), duration, text."""
+    audio = options.audio()
     for prompt_id in sorted(audio.catalog):
         prompt = audio.catalog[prompt_id]
         source = "recorded" if audio.recording(prompt_id) and not prompt.params else "tts"
@@ -521,8 +698,11 @@ _EXAMPLE_VALUES = {"number": 2, "digits": "0301234567", "keys": "*11", "time": "
     help="16-bit PCM, or G.711 µ-law / A-law.",
 )
 @click.pass_obj
-def say(audio: Any, prompt_id: str, output: str, params: tuple[str, ...], codec: str) -> None:
+def say(
+    options: _PromptsOptions, prompt_id: str, output: str, params: tuple[str, ...], codec: Codec
+) -> None:
     """Write PROMPT_ID, its parameters filled in, as an 8 kHz WAV file."""
+    audio = options.audio()
     if prompt_id not in audio.catalog:
         raise IvrError(f"no prompt {prompt_id!r} in {audio.catalog.directory}")
     values: dict[str, str] = {}

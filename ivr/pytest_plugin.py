@@ -2,6 +2,8 @@
 
 - Collects scenario files: ``*.yaml`` files inside a directory named ``scenarios``;
   each scenario becomes a test item; a failure shows expected vs actual transcript.
+  A file that cannot be used (as ``ivr test`` exits 2 for) is a collection error
+  listing each problem at ``file:line:col``, never a failed scenario.
 - Fixture ``ivr_simulate``: run a scripted call in a test, engines cached per session.
 """
 
@@ -13,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from ivr.errors import IvrError
+from ivr.errors import DialplanError
 from ivr.sim import SimCall
-from ivr.testing import ScenarioResult, ScenarioRunner, load_scenarios
+from ivr.testing import LoadedScenarios, ScenarioResult, ScenarioRunner
 
 _RUNNER = ScenarioRunner()
+_LOADED: dict[Path, LoadedScenarios] = {}
 _RESULTS: dict[Path, dict[str, ScenarioResult]] = {}
 
 
@@ -32,19 +35,26 @@ class ScenarioFileItem(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         try:
-            spec, _lines = load_scenarios(self.path)
-        except IvrError as exc:
+            loaded = _RUNNER.load_file(self.path)
+        except DialplanError as exc:
             raise self.CollectError(str(exc)) from None
-        for scenario in spec.scenarios:
-            yield ScenarioItem.from_parent(self, name=scenario.name)
+        _LOADED[self.path] = loaded
+        for scenario, line in zip(loaded.spec.scenarios, loaded.lines, strict=True):
+            yield ScenarioItem.from_parent(self, name=scenario.name, line=line)
 
 
 class ScenarioItem(pytest.Item):
     """One scenario of a scenario file."""
 
+    def __init__(self, *, line: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.line = line
+
     def runtest(self) -> None:
         if self.path not in _RESULTS:
-            _RESULTS[self.path] = {r.name: r for r in _RUNNER.run_file(self.path)}
+            loaded = _LOADED.pop(self.path, None)
+            results = _RUNNER.run_loaded(loaded) if loaded else _RUNNER.run_file(self.path)
+            _RESULTS[self.path] = {r.name: r for r in results}
         result = _RESULTS[self.path].get(self.name)
         if result is None:
             raise ScenarioFailed(f"scenario {self.name!r} was not run")
@@ -57,7 +67,7 @@ class ScenarioItem(pytest.Item):
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, 0, f"scenario: {self.name}"
+        return self.path, max(0, self.line - 1), f"scenario: {self.name}"
 
 
 class ScenarioFailed(AssertionError):

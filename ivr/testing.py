@@ -26,19 +26,26 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ivr.callcontrol import Connect
 from ivr.commands import Command, Dial, PullCall, Transfer
 from ivr.dialogue import Engine, coverage_listener
 from ivr.dialplan.loader import load_dialplan
 from ivr.dialplan.model import Dialplan
-from ivr.dialplan.yaml_source import read_yaml
+from ivr.dialplan.yaml_source import Path_, Source, read_yaml
 from ivr.errors import DialplanError, IvrError, Problem
+from ivr.hooks import ContextError, check_engine_context
 from ivr.prompts.durations import PromptDurations
 from ivr.session import Session
 from ivr.sim import (
@@ -50,6 +57,7 @@ from ivr.sim import (
     format_transcript,
     parse_script,
 )
+from ivr.validation import AwareTime, did_you_mean, problems_of
 
 EngineFactory = Callable[[Path, Path | None], Engine]
 
@@ -99,8 +107,18 @@ def default_engine(dialplan: Path, portal: Path | None = None) -> Engine:
     if portal is not None:
         from ivr.portal.services import portal_engine  # the portal is a layer on top
 
-        return portal_engine(dialplan, portal)
-    return Engine(load_dialplan(dialplan))
+        engine = portal_engine(dialplan, portal)
+    else:
+        engine = Engine(load_dialplan(dialplan))
+    check_engine_context(engine)
+    return engine
+
+
+def needs_portal(error: ContextError) -> bool:
+    """True when what the hooks need is what a portal configuration gives."""
+    from ivr.portal.services import PortalServices
+
+    return any(issubclass(PortalServices, needed) for needed in error.needs)
 
 
 def simulate(
@@ -195,6 +213,16 @@ class Expectation(BaseModel):
         default_factory=list, description="transcript lines (partial match), in order"
     )
 
+    @field_validator("outcome")
+    @classmethod
+    def _known_outcome(cls, value: str | None) -> str | None:
+        if value is not None and value not in OUTCOMES:
+            raise ValueError(
+                f"unknown outcome {value!r}{did_you_mean(value, OUTCOMES)}"
+                f" (one of: {', '.join(OUTCOMES)})"
+            )
+        return value
+
 
 class Scenario(BaseModel):
     """One scripted call and what it must produce."""
@@ -205,7 +233,7 @@ class Scenario(BaseModel):
     caller: str
     called: str = ""
     keys: str = ""
-    at: datetime | None = Field(
+    at: AwareTime | None = Field(
         default=None, description="when the call starts (ISO 8601 with offset)"
     )
     after: float | None = Field(
@@ -218,12 +246,19 @@ class Scenario(BaseModel):
     )
     expect: Expectation = Field(default_factory=Expectation)
 
+    @field_validator("keys")
+    @classmethod
+    def _tokens(cls, value: str) -> str:
+        try:
+            parse_script(value)
+        except SimulationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _one_start(self) -> Scenario:
         if self.at is not None and self.after is not None:
             raise ValueError("give either 'at' or 'after', not both")
-        if self.at is not None and self.at.tzinfo is None:
-            raise ValueError("'at' needs a UTC offset, e.g. 2026-01-05T09:00:00+01:00")
         return self
 
 
@@ -232,9 +267,22 @@ class ScenarioFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    dialplan: str = Field(description="the dialplan under test (relative to this file)")
+    portal: str | None = Field(
+        default=None, description="a portal configuration (relative to this file)"
+    )
+    scenarios: list[Scenario] = Field(min_length=1)
+
+
+class _SingleScenarioFile(Scenario):
+    """A file holding one scenario at its top level, with the dialplan (and portal)."""
+
     dialplan: str
     portal: str | None = None
-    scenarios: list[Scenario] = Field(min_length=1)
+
+    def as_file(self) -> ScenarioFile:
+        scenario = Scenario.model_validate(self.model_dump(exclude={"dialplan", "portal"}))
+        return ScenarioFile(dialplan=self.dialplan, portal=self.portal, scenarios=[scenario])
 
 
 @dataclass(slots=True)
@@ -246,6 +294,8 @@ class ScenarioResult:
     line: int
     failures: list[str]
     call: SimCall | None = None
+    #: why the file could not be used at all (then ``failures`` repeats them as text)
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -275,24 +325,68 @@ class ScenarioRunner:
     _durations: dict[str, Callable[[str, Mapping[str, Any]], float]] = field(default_factory=dict)
 
     def engine(self, dialplan: Path, portal: Path | None) -> Engine:
-        """A new engine for this dialplan and portal, counted into the coverage."""
+        """A new engine for this dialplan and portal, counted into the coverage.
+
+        Raises :class:`ivr.hooks.ContextError` when the dialplan's hooks need a context
+        the engine was not given (a portal dialplan without a portal configuration)."""
         engine = self.engine_factory(dialplan.resolve(), portal.resolve() if portal else None)
+        check_engine_context(engine)
         key = engine.dialplan.file
         counter = self.fired.setdefault(key, Counter())
         engine.listeners.append(coverage_listener(counter))
         self.engines.setdefault(key, engine)
         return engine
 
+    def load_file(self, path: str | Path) -> LoadedScenarios:
+        """Read ``path`` and build its engine: the file ready to run.
+
+        Raises :class:`DialplanError` with every reason the file cannot be used, each at
+        ``file:line:col`` (the scenario file's, or the dialplan's or portal's it names).
+        """
+        path = Path(path)
+        spec, lines, source = _load(path)
+        dialplan = path.parent / spec.dialplan
+        portal = (path.parent / spec.portal) if spec.portal else None
+        try:
+            engine = self.engine(dialplan, portal)
+        except ContextError as exc:
+            if spec.portal is None and needs_portal(exc):
+                message = (
+                    f"{spec.dialplan} needs a portal configuration: add 'portal: CONFIG' "
+                    f"to the scenario file ({exc})"
+                )
+            else:
+                message = (
+                    f"{spec.dialplan}: {exc}, which a scenario file cannot give "
+                    "(run it with ivr.testing.ScenarioRunner(engine_factory=...))"
+                )
+            raise DialplanError(source.problem(("dialplan",), message)) from None
+        except DialplanError:
+            raise
+        except IvrError as exc:  # e.g. a portal whose files do not fit together
+            raise DialplanError(
+                source.problem(("portal",) if portal else ("dialplan",), str(exc))
+            ) from None
+        return LoadedScenarios(path, spec, lines, engine)
+
     def run_file(self, path: str | Path) -> list[ScenarioResult]:
-        """Run every scenario in ``path``, in order; a broken file is one failed result."""
+        """Run every scenario in ``path``, in order. A file that cannot be used is one
+        failed result whose ``problems`` say why (:meth:`load_file` raises instead)."""
         path = Path(path)
         try:
-            spec, lines = load_scenarios(path)
-            dialplan = path.parent / spec.dialplan
-            portal = (path.parent / spec.portal) if spec.portal else None
-            engine = self.engine(dialplan, portal)
-        except IvrError as exc:
-            return [ScenarioResult(path.name, str(path), 0, [str(exc)])]
+            loaded = self.load_file(path)
+        except DialplanError as exc:
+            line = exc.problems[0].line if exc.problems else 0
+            return [
+                ScenarioResult(
+                    path.name, str(path), line, [str(p) for p in exc.problems], None, exc.problems
+                )
+            ]
+        return self.run_loaded(loaded)
+
+    def run_loaded(self, loaded: LoadedScenarios) -> list[ScenarioResult]:
+        """Run the scenarios of a loaded file, in order, on one virtual clock."""
+        spec, lines, engine, path = loaded.spec, loaded.lines, loaded.engine, loaded.path
         results = []
         clock = REFERENCE_START
         for scenario, line in zip(spec.scenarios, lines, strict=True):
@@ -344,6 +438,16 @@ class ScenarioRunner:
         return [Coverage.of(engine, self.fired[key]) for key, engine in self.engines.items()]
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedScenarios:
+    """A scenario file read and validated, with the engine its scenarios run on."""
+
+    path: Path
+    spec: ScenarioFile
+    lines: list[int]
+    engine: Engine
+
+
 def scripted_effects(
     engine: Engine, results: Mapping[Any, str]
 ) -> Callable[[Command, Session], Connect] | None:
@@ -362,28 +466,54 @@ def scripted_effects(
     return effects
 
 
-def load_scenarios(path: Path) -> tuple[ScenarioFile, list[int]]:
-    """Read and validate a scenario file; returns it and each scenario's line."""
-    source = read_yaml(path)
+def load_scenarios(path: str | Path) -> tuple[ScenarioFile, list[int]]:
+    """Read and validate a scenario file; returns it and each scenario's line.
+
+    Raises :class:`DialplanError` with every problem at ``file:line:col``: YAML errors,
+    unknown keys (with did-you-mean), bad values (key tokens, ``at`` without a UTC
+    offset, an unknown outcome), and a dialplan or portal file that does not exist.
+    """
+    spec, lines, _source = _load(Path(path))
+    return spec, lines
+
+
+def _load(path: Path) -> tuple[ScenarioFile, list[int], Source]:
+    try:
+        source = read_yaml(path)
+    except DialplanError as exc:  # a file-level problem still gets a place: the start
+        raise DialplanError([_placed(p) for p in exc.problems]) from None
     data = source.data
-    if isinstance(data, dict) and "scenarios" not in data:  # a file with one scenario
-        single = {k: v for k, v in data.items() if k not in ("dialplan", "portal")}
-        single.setdefault("name", path.stem)
-        data = {k: v for k, v in data.items() if k in ("dialplan", "portal")}
-        data["scenarios"] = [single]
     if not isinstance(data, dict):
         raise DialplanError(source.problem((), "a scenario file must be a mapping"))
+    if "scenarios" in data or did_you_mean("scenarios", [str(k) for k in data]):
+        model: type[ScenarioFile | _SingleScenarioFile] = ScenarioFile
+    else:  # a file with one scenario at its top level
+        model = _SingleScenarioFile
+        data = {"name": path.stem, **data}
     try:
-        spec = ScenarioFile.model_validate(data)
+        validated = model.model_validate(data)
     except ValidationError as exc:
-        raise DialplanError(
-            [source.problem(tuple(err["loc"]), err["msg"]) for err in exc.errors()]
-        ) from None
-    lines = [
-        source.values.get(("scenarios", i), source.values[()]).line
-        for i in range(len(spec.scenarios))
+        raise DialplanError(problems_of(source, exc, model)) from None
+    spec = validated.as_file() if isinstance(validated, _SingleScenarioFile) else validated
+    missing = [
+        source.problem((key,), f"no such file {(path.parent / name).resolve()}")
+        for key, name in (("dialplan", spec.dialplan), ("portal", spec.portal))
+        if name is not None and not (path.parent / name).is_file()
     ]
-    return spec, lines
+    if missing:
+        raise DialplanError(missing)
+    where: list[Path_] = [("scenarios", i) for i in range(len(spec.scenarios))]
+    if model is _SingleScenarioFile:
+        where = [()]
+    lines = [source.values.get(at, source.values[()]).line for at in where]
+    return spec, lines, source
+
+
+def _placed(problem: Problem) -> Problem:
+    """``problem`` at line 1, column 1 when it has no place of its own (an empty file)."""
+    if problem.line:
+        return problem
+    return Problem(problem.message, problem.file, 1, 1, problem.path, severity=problem.severity)
 
 
 # --- coverage ------------------------------------------------------------------------
@@ -448,6 +578,7 @@ def _shown(path: str) -> str:
 __all__ = [
     "Coverage",
     "Expectation",
+    "LoadedScenarios",
     "Problem",
     "Scenario",
     "ScenarioFile",

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any, get_args
+from datetime import datetime
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from ivr.dialplan.yaml_source import Path_, Source
 from ivr.errors import Problem
+
+
+def _has_utc_offset(value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        bare = value.isoformat()
+        raise ValueError(f"{bare} has no UTC offset: write e.g. {bare}+01:00")
+    return value
+
+
+#: a point in time written with its UTC offset (``Z``, ``+01:00``); a bare local time
+#: is refused, since it cannot be ordered against the others or mapped to a clock
+AwareTime = Annotated[datetime, AfterValidator(_has_utc_offset)]
 
 
 def did_you_mean(word: str, choices: Iterable[Any]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,12 @@ def fast_portal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ivr.portal.demo import copy_with_cheap_hashes
 
     return copy_with_cheap_hashes(PORTAL_EXAMPLES, tmp_path_factory.mktemp("portal"))
+
+
+@pytest.fixture
+def keep_ivr_log_level() -> Iterator[None]:
+    """`ivr serve` quiets the ``ivr`` logger for the process; give it back afterwards."""
+    logger = logging.getLogger("ivr")
+    level = logger.level
+    yield
+    logger.setLevel(level)

@@ -39,3 +39,27 @@ def test_ivr_simulate_fixture(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_an_unusable_scenario_file_is_a_collection_error_at_its_place(
+    pytester: pytest.Pytester,
+) -> None:
+    scenarios = pytester.mkdir("scenarios")
+    (scenarios / "bad.yaml").write_text(
+        f"dialplan: {DEMO}\n"
+        "scenarios:\n"
+        "  - {name: typo, caller: '1', keys: '1', expect: {outcome: transfered}}\n"
+    )
+    (scenarios / "good.yaml").write_text(
+        f"dialplan: {DEMO}\ncaller: '1'\nkeys: '1'\nexpect: {{outcome: transferred}}\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--continue-on-collection-errors")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting scenarios/bad.yaml*",
+            "*scenarios/bad.yaml:3:60: scenarios.0.expect.outcome: unknown outcome 'transfered'"
+            " (did you mean 'transferred'?)*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -264,8 +265,8 @@ def test_set_pin_refuses_a_weak_pin_naming_the_rule(tmp_path: Path) -> None:
 def test_unlock_clears_a_lockout(tmp_path: Path) -> None:
     directory = portal_with(tmp_path).with_name("directory.yaml")
     store = SqliteLockoutStore(tmp_path / "l.db")
-    for i in range(5):
-        store.record_failure("erika", float(i), LockoutPolicy())
+    for i in range(5):  # a lock that lasts (unlocking an expired one is refused: exit 1)
+        store.record_failure("erika", time.time() + i, LockoutPolicy())
     result = CliRunner().invoke(
         main, ["portal", "unlock", str(directory), "erika", "--store", str(tmp_path / "l.db")]
     )

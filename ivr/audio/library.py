@@ -21,7 +21,7 @@ from typing import Any
 
 from ivr.audio import convert
 from ivr.audio.speech import SpeechError, fragments, speak
-from ivr.audio.tts import Synthesizer, TtsError, Voice, engine_version
+from ivr.audio.tts import Synthesizer, TtsError, TtsUnavailable, Voice, engine_version
 from ivr.errors import IvrError
 from ivr.prompts.catalog import PromptCatalog
 
@@ -52,6 +52,10 @@ class RenderSummary:
     cached: int = 0
     recorded: int = 0
     failed: list[str] = field(default_factory=list)
+    #: pieces not tried because the speech engine cannot start (see ``unavailable``)
+    skipped: int = 0
+    #: why the speech engine cannot start (with the fix), when it cannot
+    unavailable: str = ""
 
 
 def default_cache_dir(catalog: PromptCatalog) -> Path:
@@ -137,7 +141,11 @@ class PromptAudio:
     def render(
         self, *, force: bool = False, progress: Callable[[Piece], None] | None = None
     ) -> RenderSummary:
-        """Render every piece that is not cached (all with ``force``)."""
+        """Render every piece that is not cached (all with ``force``).
+
+        A speech engine that cannot start fails once (``unavailable``, also the first
+        of ``failed``): the remaining pieces to synthesise are ``skipped``, not each
+        tried again; recordings are still converted."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         summary = RenderSummary()
         synthesizer: Synthesizer | None = None
@@ -149,6 +157,9 @@ class PromptAudio:
                 if not force and key in self._manifest and self._path(key).is_file():
                     summary.cached += 1
                     continue
+                if piece.recording is None and summary.unavailable:
+                    summary.skipped += 1
+                    continue
                 try:
                     if piece.recording is not None:
                         segment = self._from_recording(piece.recording)
@@ -157,6 +168,10 @@ class PromptAudio:
                         synthesizer = synthesizer or Synthesizer(self.voice)
                         segment = self._synthesise(synthesizer, piece)
                         summary.rendered += 1
+                except TtsUnavailable as exc:
+                    summary.unavailable = str(exc)
+                    summary.failed.append(str(exc))
+                    continue
                 except (AudioError, TtsError) as exc:
                     summary.failed.append(str(exc))
                     continue

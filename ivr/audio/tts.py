@@ -7,7 +7,9 @@ swallowed. So rendering runs in ONE worker process (``python -m ivr.audio.tts_wo
 one engine and renders one text at a time: it waits for the ``finished-utterance``
 callback and for a complete WAV file, within a bounded time. A worker that hangs or
 dies is killed and replaced, and the prompt retried; after the retries a
-:class:`TtsError` names the prompt and the fix.
+:class:`TtsError` names the prompt and the fix. A worker that cannot start at all
+(espeak-ng or the voice missing) is :class:`TtsUnavailable`: no retry, and no other
+prompt can be rendered either.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ INSTALL_HINT = "install espeak-ng (Debian: apt-get install espeak-ng; `make` doe
 
 class TtsError(IvrError):
     """A prompt could not be synthesised; the message names the prompt and the fix."""
+
+
+class TtsUnavailable(TtsError):
+    """The speech engine cannot start at all (espeak-ng or the voice missing): nothing
+    can be synthesised until the fix the message names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +107,9 @@ class Synthesizer:
         status, message = self._receive(self.timeout + 10)
         if status != "ready":
             self._kill()
-            raise TtsError(message or "the TTS worker did not start")
+            if status != "fatal":  # the worker died or hung before it could say why
+                message = f"cannot start TTS: {message or 'the worker did not start'}"
+            raise TtsUnavailable(message)
         return process
 
     def _receive(self, timeout: float) -> tuple[str, str]:
@@ -142,8 +151,8 @@ class Synthesizer:
         for _attempt in range(self.retries + 1):
             try:
                 process = self._process or self._start()
-            except TtsError as exc:
-                raise TtsError(f"prompt {prompt!r}: {exc}") from None
+            except TtsUnavailable as exc:
+                raise TtsUnavailable(f"prompt {prompt!r}: {exc}") from None
             try:
                 assert process.stdin is not None
                 process.stdin.write(json.dumps({"text": text, "path": str(path)}) + "\n")

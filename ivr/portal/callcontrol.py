@@ -20,17 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ivr.callcontrol import Connect, Replaces
 from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, IvrError, Problem
 from ivr.states.ending import FailureResult
-from ivr.validation import problems_of
+from ivr.validation import AwareTime, problems_of
 
 
 class CallControlUnavailable(IvrError):
@@ -46,21 +45,11 @@ class ActiveCall(BaseModel):
     employee: str
     device: str = ""
     remote: str = ""
-    started: datetime | None = None
+    started: AwareTime | None = None
     #: simulated PBX: how a pull of this call ends
     pull: Literal["connected"] | FailureResult = "connected"
     #: a real PBX: the SIP dialog a runtime replaces to pull it (not in seed files)
     replaces: Replaces | None = Field(default=None, exclude=True)
-
-    @field_validator("started")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.utcoffset() is None:
-            raise ValueError(
-                f"started {value.isoformat()} has no UTC offset: write it with one "
-                f"({value.isoformat()}Z or {value.isoformat()}+01:00)"
-            )
-        return value
 
 
 class CallControl(Protocol):

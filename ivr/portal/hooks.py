@@ -18,7 +18,7 @@ from ivr.session import Session
 
 log = logging.getLogger("ivr.portal")
 
-hooks = Hooks()
+hooks = Hooks(context=PortalServices)
 
 
 def _services(session: Session) -> PortalServices:
@@ -150,7 +150,7 @@ def check_outgoing(session: Session) -> str:
         if not config.is_extension(number):
             return "invalid"
         session.vars["dial_number"] = number
-        session.vars["dial_caller_id"] = config.extension or config.presented_number
+        session.vars["dial_caller_id"] = config.extension
         return "allowed"
     e164 = valid_e164(number, region)
     if e164 is None:

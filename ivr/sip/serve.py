@@ -16,6 +16,7 @@ from ivr.audio.library import PromptAudio
 from ivr.dialogue import Engine
 from ivr.dialplan.loader import load_dialplan
 from ivr.errors import IvrError
+from ivr.hooks import check_engine_context
 from ivr.sip.server import ServeConfig, SipServer
 
 log = logging.getLogger("ivr.sip")
@@ -25,23 +26,32 @@ THREAD_DIED = 70
 
 
 def serving_engine(dialplan: Path, portal: Path | None) -> Engine:
-    """The engine for real calls: portal lockouts in SQLite (they outlive the process)."""
-    if portal is None:
-        return Engine(load_dialplan(dialplan))
-    from ivr.portal.config import load_portal
-    from ivr.portal.lockout import SqliteLockoutStore
-    from ivr.portal.services import default_store_path, portal_engine
+    """The engine for real calls: portal lockouts in SQLite (they outlive the process).
 
-    store = SqliteLockoutStore(default_store_path(load_portal(portal)))
-    return portal_engine(dialplan, portal, lockouts=store)
+    Raises :class:`ivr.hooks.ContextError` when the dialplan's hooks need services it
+    was not given (a portal dialplan without ``portal``)."""
+    if portal is None:
+        engine = Engine(load_dialplan(dialplan))
+    else:
+        from ivr.portal.config import load_portal
+        from ivr.portal.lockout import SqliteLockoutStore
+        from ivr.portal.services import default_store_path, portal_engine
+
+        store = SqliteLockoutStore(default_store_path(load_portal(portal)))
+        engine = portal_engine(dialplan, portal, lockouts=store)
+    check_engine_context(engine)
+    return engine
 
 
 def prompt_audio(engine: Engine) -> PromptAudio:
-    """The dialplan's prompt audio, rendering what is not cached yet."""
+    """The dialplan's prompt audio, rendering what is not cached yet. A speech engine
+    that cannot start fails at once, with the fix (not once per prompt piece)."""
     audio = PromptAudio(engine.dialplan.catalog)
     if audio.missing():
         log.info("rendering %d prompt pieces", len(audio.missing()))
         summary = audio.render()
+        if summary.unavailable:
+            raise IvrError(f"prompt audio cannot be rendered: {summary.unavailable}")
         if summary.failed:
             raise IvrError(f"prompt audio failed: {summary.failed[0]}")
     audio.load()

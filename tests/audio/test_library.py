@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from ivr.audio import convert
 from ivr.audio.convert import AudioSegment
 from ivr.audio.library import AudioError, Piece, PromptAudio
 from ivr.audio.speech import speak
 from ivr.audio.tts import Synthesizer, TtsError, Voice
+from ivr.cli import main
 from ivr.prompts.catalog import PromptCatalog, load_catalog
 from tests.audio.conftest import needs_tts
 from tests.conftest import ROOT
@@ -113,3 +116,76 @@ def test_orphan_recordings_are_found(small_catalog: PromptCatalog, tmp_path: Pat
     recording(recorded / "not_a_prompt.wav", seconds=0.1)
     audio = PromptAudio(small_catalog, tmp_path / "cache")
     assert [p.name for p in audio.orphan_recordings()] == ["not_a_prompt.wav"]
+
+
+# --- issue 11.13: a speech engine that cannot start fails once, fast, with the fix ---------
+@pytest.fixture
+def no_espeak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pyttsx3 as on a machine without espeak-ng (its espeak driver cannot load
+    libespeak-ng): the TTS worker, a child process, imports this stand-in. Each start
+    of a worker adds a line to the returned file."""
+    fake = tmp_path / "no-espeak"
+    (fake / "pyttsx3").mkdir(parents=True)
+    (fake / "pyttsx3" / "__init__.py").write_text(
+        "import os\n"
+        "def init(driverName=None, debug=False):\n"
+        "    with open(os.environ['IVR_TEST_TTS_STARTS'], 'a') as starts:\n"
+        "        starts.write('start\\n')\n"
+        "    raise RuntimeError("
+        "'This means you probably do not have eSpeak or eSpeak-ng installed!')\n"
+    )
+    starts = tmp_path / "starts"
+    starts.write_text("")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("IVR_TEST_TTS_STARTS", str(starts))
+    return starts
+
+
+def test_tts_that_cannot_start_fails_once_with_the_install_hint(
+    tmp_path: Path, small_catalog: PromptCatalog, no_espeak: Path
+) -> None:
+    recorded = Path(small_catalog.directory) / "recorded"
+    recorded.mkdir()
+    recording(recorded / "hello.wav")
+    audio = PromptAudio(small_catalog, tmp_path / "cache")
+    start = time.monotonic()
+    summary = audio.render()
+    assert time.monotonic() - start < 10
+    assert no_espeak.read_text().count("start") == 1  # not one worker per piece
+    assert summary.failed == [summary.unavailable]
+    assert (
+        "cannot start TTS (RuntimeError: This means you probably do not have" in summary.unavailable
+    )
+    assert "apt-get install espeak-ng" in summary.unavailable
+    assert summary.recorded == 1  # a recording needs no speech engine
+    assert summary.rendered == 0
+    assert summary.skipped == len(list(audio.pieces())) - 2  # all but the failed one and hello
+
+
+@pytest.mark.usefixtures("keep_ivr_log_level")
+def test_serve_and_render_fail_fast_when_tts_cannot_start(
+    tmp_path: Path, small_catalog: PromptCatalog, no_espeak: Path
+) -> None:
+    plan = Path(small_catalog.directory).parent / "d.yaml"
+    plan.write_text(
+        "name: d\nlanguage: de\nprompts: de\ninitial: bye\napology: bye\n"
+        "states:\n  bye:\n    kind: hangup\n    prompts: bye\n"
+    )
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["serve", str(plan), "--registrar", "127.0.0.1:5060"])
+    assert time.monotonic() - start < 10
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: prompt audio cannot be rendered: prompt '")
+    assert "cannot start TTS" in line and line.endswith(
+        "install espeak-ng (Debian: apt-get install espeak-ng; `make` does it)"
+    )
+    assert no_espeak.read_text().count("start") == 1
+    result = CliRunner().invoke(
+        main,
+        ["prompts", "--catalog", small_catalog.directory, "--cache", str(tmp_path / "c"), "render"],
+    )
+    assert result.exit_code == 2
+    pieces = len(list(PromptAudio(small_catalog).pieces()))
+    assert f"0 rendered, 0 cached, 0 recorded, 1 failed, {pieces - 1} not tried" in result.stdout
+    assert no_espeak.read_text().count("start") == 2
