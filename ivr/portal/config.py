@@ -205,30 +205,18 @@ class PortalConfig(BaseModel):
             raise ValueError("name either pbx (simulated) or call_control (Kamailio), not both")
         return self
 
-    @model_validator(mode="after")
-    def _numbers_agree(self) -> PortalConfig:
-        """A public ``number`` inside ``number_block``; one public number, not two."""
-        block, public = self.number_block, self.number_public
-        if block and public and not public.startswith(block):
-            raise ValueError(f"number {public} does not lie in number_block {block}")
-        if self.public_number and public and self.public_number != public:
-            raise ValueError("number is public already: public_number must not differ")
-        return self
-
     @property
     def number_public(self) -> str | None:
         """``number`` when it was given as a public number (E.164), else None."""
         return self.number if self.number.startswith("+") else None
 
     @property
-    def extension(self) -> str | None:
+    def extension(self) -> str:
         """The portal's internal extension: ``number``, or a public number's part after
-        ``number_block``; None when that cannot be told."""
-        if self.number_public is None:
+        ``number_block``."""
+        if self.number_public is None or not self.number_block:
             return self.number
-        if self.number_block:
-            return self.number[len(self.number_block) :] or None
-        return None
+        return self.number[len(self.number_block) :]
 
     def is_extension(self, digits: str) -> bool:
         """Whether ``digits`` is an internal number a caller may dial."""
@@ -294,12 +282,24 @@ class PortalConfig(BaseModel):
             raise ValueError(f"number {value!r}: digits only (or a public number: +...)")
         return value
 
-    def internal_problem(self) -> str | None:
-        """Why the extension breaks the number-space rules: 77/78 always, and with the
-        MagentaEINS Business Integration no two digits, no leading 0, not 911."""
+    def number_problem(self) -> str | None:
+        """Why ``number`` does not fit: a public number needs ``number_block`` and must lie
+        in it (one public number, not two); then the extension's number-space rules —
+        77/78 always, and with the MagentaEINS Business Integration no two digits, no
+        leading 0, not 911."""
+        block, public = self.number_block, self.number_public
+        if public and not block:
+            return (
+                f"number {public} is public: give number_block too, so the extension is "
+                "known (the PBX's number rules apply to it, and internal calls present it)"
+            )
+        if block and public and not public.startswith(block):
+            return f"number {public} does not lie in number_block {block}"
+        if self.public_number and public and self.public_number != public:
+            return f"number {public} is public already: public_number must not differ"
         ext = self.extension
-        if ext is None:
-            return None
+        if not ext:
+            return f"number {self.number} is number_block itself: the extension is missing"
         if ext[:2] in ("77", "78"):
             return f"number {ext!r}: internal numbers beginning 77 or 78 are not usable"
         if not self.magentaeins_integration:
@@ -367,7 +367,7 @@ def load_portal(path: str | Path) -> LoadedPortal:
         )
     except ValidationError as exc:
         raise DialplanError(problems_of(source, exc, PortalConfig)) from None
-    problem = config.internal_problem()
+    problem = config.number_problem()
     if problem:
         raise DialplanError(source.problem(("number",), problem))
     if config.level == "company" and config.area is not None:

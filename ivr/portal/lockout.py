@@ -9,10 +9,9 @@ caller number as presented, and the call), so an operator can see who is guessin
 
 Lockouts escalate: each one lasts ``escalation`` times the one before, and after
 ``temporary_lockouts`` of them the next lock is permanent (``locked_until`` is
-infinite) until an administrator's ``ivr portal unlock`` or a correct PIN would — a
-locked employee cannot enter one — so a spoofed A-number gets a bounded number of
-guesses, not a steady stream. The lockout count is forgotten only by a correct PIN or
-an unlock.
+infinite) until an administrator's ``ivr portal unlock`` — a locked employee is not
+asked for a PIN — so a spoofed A-number gets a bounded number of guesses, not a steady
+stream. The lockout count is forgotten only by a correct PIN or an unlock.
 """
 
 from __future__ import annotations

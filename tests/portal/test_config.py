@@ -341,9 +341,16 @@ def test_a_public_number_in_its_block_has_an_extension(tmp_path: Path) -> None:
     assert c.presented_number == "+494012345250"
 
 
-def test_a_public_number_without_block_is_presented_as_is(tmp_path: Path) -> None:
-    c = load_portal(public(tmp_path, "+49 40 12345250")).config
-    assert (c.extension, c.presented_number) == (None, "+494012345250")
+def test_a_public_number_needs_its_block_to_tell_the_extension(tmp_path: Path) -> None:
+    problem = only_problem(public(tmp_path, "+49 40 12345250"))
+    assert (problem.path, problem.line) == ("number", 5)
+    assert "give number_block too" in problem.message
+
+
+def test_a_public_number_that_is_the_block_itself_is_refused(tmp_path: Path) -> None:
+    problem = only_problem(public(tmp_path, "+49 40 12345", "number_block: '+49 40 12345'\n"))
+    assert (problem.path, problem.line) == ("number", 5)
+    assert "extension is missing" in problem.message
 
 
 def test_an_extension_with_a_block_presents_the_public_number(tmp_path: Path) -> None:
@@ -367,7 +374,11 @@ def test_a_public_number_outside_its_block_is_refused(tmp_path: Path) -> None:
 
 
 def test_two_different_public_numbers_are_refused(tmp_path: Path) -> None:
-    path = public(tmp_path, "+49 40 12345250", "public_number: '+49 40 9999 100'\n")
+    path = public(
+        tmp_path,
+        "+49 40 12345250",
+        "number_block: '+49 40 12345'\npublic_number: '+49 40 9999 100'\n",
+    )
     assert "must not differ" in only_problem(path).message
 
 

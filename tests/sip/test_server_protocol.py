@@ -319,7 +319,8 @@ def test_dialling_out_calls_back_with_the_portals_identity_and_bridges(
         ok = answer(server, peer, "c-dial", rtp_port=caller_media.getsockname()[1])
         keys_by_info(server, peer, "c-dial", to_tag(ok), "4711#0301234567#")
         invite_out = callee.wait("INVITE sip:+49301234567@127.0.0.1:", timeout=15)
-        identity = '"Anywhere Portal Zentrale" <sip:4100@127.0.0.1>'
+        # outside, the public number: the demo's number block + extension 4100
+        identity = '"Anywhere Portal Zentrale" <sip:+4930123454100@127.0.0.1>'
         assert f"\r\nFrom: {identity};tag=" in invite_out
         assert f"\r\nP-Asserted-Identity: {identity}\r\n" in invite_out
         assert "\r\nPrivacy: none\r\n" in invite_out
