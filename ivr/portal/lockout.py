@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ivr.errors import IvrError
+
 #: failures remembered per employee, for the operator's listing
 KEPT_FAILURES = 20
 #: the longest temporary lockout, however often it escalated (one year)
@@ -84,8 +86,15 @@ class LockState:
         return self.locked_until == PERMANENT
 
 
+class LockoutStoreUnavailable(IvrError):
+    """The store's database cannot be reached (or did not answer in time). The portal
+    then refuses PIN entry ("temporarily unavailable") rather than allow guesses it
+    cannot count."""
+
+
 class LockoutStore(Protocol):
-    """Where failure counts and lockouts live."""
+    """Where failure counts and lockouts live. Every method may raise
+    :class:`LockoutStoreUnavailable`."""
 
     def locked_until(self, employee: str) -> float:
         """When the employee's lockout ends (0 when never locked, PERMANENT)."""
