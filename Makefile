@@ -7,8 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the project needs, and one command each provides (to skip apt when present)
-SYSTEM_PACKAGES := graphviz espeak-ng kamailio sip-tester baresip tshark linphone-cli
-SYSTEM_COMMANDS := dot espeak-ng kamailio sipp baresip dumpcap linphonec
+SYSTEM_PACKAGES := graphviz espeak-ng kamailio sip-tester baresip tshark linphone-cli postgresql
+SYSTEM_COMMANDS := dot espeak-ng kamailio sipp baresip dumpcap linphonec pg_ctlcluster
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test system venv lint typecheck unit bench bench-sip bench-packages schema clean

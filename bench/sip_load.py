@@ -14,11 +14,15 @@ jitter p99 <= 5 ms. PIN hashes are argon2id at minimum cost here (said in the ou
 the benchmark measures the runtime, not the KDF (~0.1 s per attempt in production).
 
     .venv/bin/python bench/sip_load.py [--levels 10,50,100,200,300,400] [--hold 15]
+
+Several processes behind Kamailio's dispatcher (``ivr serve --workers N``):
+``bench/workers_load.py``, which measures each level with :func:`load_level` here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -56,6 +60,11 @@ class Level:
     jitter_p99: float | None
     streams: int
     keys_lost: int
+    processes: int = 1  # serving processes
+    cpu_cores: float = 0.0  # their CPU seconds per second of the SIPp run
+    proxy_cpu_cores: float | None = None  # Kamailio's, likewise
+    machine_cores: float = 0.0  # the whole machine's busy CPUs (SIPp, dumpcap, others too)
+    others_cores: float = 0.0  # of which other programs' (not this benchmark's processes)
 
     @property
     def holds(self) -> bool:
@@ -198,17 +207,126 @@ def wait_registered(proxy: Kamailio, user: str, timeout: float = 20.0) -> None:
         sock.close()
 
 
+class Served:
+    """The serving side of one level: its processes (CPU, memory), how to stop it, and
+    the DTMF keys it counted (its ``--stats`` files, written at exit)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stats: list[Path]) -> None:
+        self.proc = proc
+        self.stats = stats
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def keys(self) -> int:
+        return sum(json.loads(path.read_text())["keys"] for path in self.stats)
+
+
+def pids_where(*, ppid: int | None = None, pgid: int | None = None) -> list[int]:
+    """The processes whose parent is ``ppid``, or whose process group is ``pgid``."""
+    field, value = (1, ppid) if ppid is not None else (2, pgid)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[field]) == value:
+            pids.append(int(entry.name))
+    return pids
+
+
+def proxy_pids(proxy: Kamailio) -> list[int]:
+    """Kamailio's processes: its own process group (started in a new session), led by
+    the main process (``-D``: not daemonized, and so no pid file either)."""
+    proc = proxy._proc  # the peer helper keeps the Popen private; read-only use here
+    return pids_where(pgid=proc.pid) if proc is not None and proc.poll() is None else []
+
+
+def machine_busy() -> float:
+    """CPU seconds all CPUs of the machine spent busy so far (/proc/stat), everyone's."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def foreign_cpu() -> dict[int, float]:
+    """CPU seconds so far of every process that is not this one or its descendant
+    (other programs on the machine, which would disturb a level)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        for _ in range(64):
+            if pid == me:
+                return True
+            if pid <= 1 or pid not in parents:
+                return False
+            pid = parents[pid]
+        return False
+
+    return {pid: seconds for pid, seconds in cpu.items() if not ours(pid)}
+
+
+def total_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone
+            total += cpu_seconds(pid)
+    return total
+
+
 def run_level(
     target: str, calls: int, hold: float, proxy: Kamailio, work: Path, wav: Path
 ) -> Level:
     port = free_udp_port()
     user = f"portal-{target}-{calls}"  # a fresh binding: a stale one of the last run is never hit
     proc = start_target(target, user, proxy.port, port, work, wav)
+    served = Served(proc, [work / f"{target}-stats.json"])
     try:
         wait_registered(proxy, user)
+    except BaseException:
+        served.stop()
+        raise
+    return load_level(target, calls, hold, proxy, user, served, work)
+
+
+def load_level(
+    target: str, calls: int, hold: float, proxy: Kamailio, service: str, served: Served, work: Path
+) -> Level:
+    """``calls`` SIPp callers of ``sip:service@proxy`` at once (each ``hold`` s, keying
+    ``KEYS``) against the running ``served``, which is stopped at the end; the figures."""
+    try:
         time.sleep(0.5)
-        idle = proc_status(proc.pid)
-        cpu0 = cpu_seconds(proc.pid)
+        pids = served.pids()
+        idle = [proc_status(pid) for pid in pids]
+        cpu0 = total_cpu(pids)
+        kamailio = proxy_pids(proxy)
+        proxy_cpu0 = total_cpu(kamailio)
+        busy0 = machine_busy()
+        others0 = foreign_cpu()
         xml = work / "caller.xml"
         hold_ms = int(hold * 1000)
         xml.write_text(
@@ -228,12 +346,13 @@ def run_level(
         pcap = work / f"{target}-{calls}.pcap"
         rate = max(5.0, min(50.0, calls / 4))
         peak = {"VmRSS": 0, "Threads": 0}
+        started = time.monotonic()
         with (
             capture(None, pcap, bpf=f"udp dst port {media}"),
             sipp_popen(
                 xml,
                 proxy.address,
-                service=user,
+                service=service,
                 calls=calls,
                 limit=calls,
                 rate=rate,
@@ -242,9 +361,9 @@ def run_level(
             ) as sipp,
         ):
             while sipp.popen.poll() is None:
-                status = proc_status(proc.pid)
+                statuses = [proc_status(pid) for pid in pids]
                 for key in peak:
-                    peak[key] = max(peak[key], status.get(key, 0))
+                    peak[key] = max(peak[key], sum(st.get(key, 0) for st in statuses))
                 time.sleep(0.25)
             result = sipp.result()
             if not result.ok:
@@ -253,17 +372,20 @@ def run_level(
                     f"{target} @ {calls}: SIPp errors:\n{result.errors[-1500:]}",
                     file=sys.stderr,
                 )
-        cpu = cpu_seconds(proc.pid) - cpu0
+        wall = time.monotonic() - started
+        cpu = total_cpu(pids) - cpu0
+        proxy_cpu = total_cpu(kamailio) - proxy_cpu0
+        busy = machine_busy() - busy0
+        others1 = foreign_cpu()
+        others = sum(others1[pid] - others0[pid] for pid in others1.keys() & others0.keys())
+        gone = [pid for pid in pids if not Path(f"/proc/{pid}").exists()]
+        if gone:  # its CPU is partly lost with it: said, not hidden
+            print(
+                f"{target} @ {calls}: serving processes {gone} died during the run", file=sys.stderr
+            )
         sink.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    stats = json.loads((work / f"{target}-stats.json").read_text())
-    got = stats["keys"]
+        served.stop()
     figures = rtp_stats(pcap)
     pcap.unlink()
     jitter = sorted(abs(g - 20.0) for st in figures["per_stream"] for g in st["gaps_ms"])
@@ -273,13 +395,18 @@ def run_level(
         failed=result.failed + max(0, calls - result.successful - result.failed),
         cpu_per_call_ms_s=1000 * cpu / calls / hold,
         rss_peak_mib=peak["VmRSS"] / 1024,
-        rss_per_call_kib=max(0, peak["VmRSS"] - idle.get("VmRSS", 0)) / calls,
+        rss_per_call_kib=max(0, peak["VmRSS"] - sum(st.get("VmRSS", 0) for st in idle)) / calls,
         threads_peak=peak["Threads"],
         pps=figures["pps_median"],
         jitter_p50=percentile(jitter, 50),
         jitter_p99=percentile(jitter, 99),
         streams=figures["audio_streams"],
-        keys_lost=len(KEYS) * calls - got,
+        keys_lost=len(KEYS) * calls - served.keys(),
+        processes=len(pids),
+        cpu_cores=cpu / wall,
+        proxy_cpu_cores=proxy_cpu / wall if kamailio else None,
+        machine_cores=busy / wall,
+        others_cores=others / wall,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ivr.audio.library import PromptAudio
     from ivr.portal.config import LoadedPortal
     from ivr.portal.directory import Employee, YamlDirectory
+    from ivr.portal.lockout import LockoutStore
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
@@ -319,8 +321,45 @@ def _hostport(value: str) -> tuple[str, int]:
     help="Take a call's RTP from wherever its first packet comes (callers behind NAT), "
     "and answer there; by default only from the host its SDP names.",
 )
+@click.option(
+    "--register/--no-register",
+    default=True,
+    show_default=True,
+    help="Register at --registrar; --no-register: a node behind a dispatcher (Kamailio's "
+    "dispatcher module), which takes requests from the proxy and answers its OPTIONS probes.",
+)
+@click.option(
+    "--drain",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="SIGTERM: new calls and OPTIONS get 503, running calls have this many seconds to "
+    "end before BYE (0: stop at once). A second SIGTERM or SIGINT stops at once.",
+)
+@click.option(
+    "--workers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Run N serving processes on ports PORT..PORT+N-1 and supervise them "
+    "(0: serve in this process).",
+)
+@click.option(
+    "--dispatcher-list",
+    type=click.Path(dir_okay=False),
+    help="Write Kamailio's dispatcher list of the serving ports here (`SETID sip:HOST:PORT`).",
+)
+@click.option(
+    "--dispatcher-set",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="The dispatcher set id in --dispatcher-list.",
+)
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write counters here at exit.")
+@click.pass_context
 def serve(
+    ctx: click.Context,
     dialplan: str,
     portal: str | None,
     registrar: str,
@@ -343,11 +382,19 @@ def serve(
     call_burst: int,
     max_calls: int,
     rtp_latch_any: bool,
+    register: bool,
+    drain: float,
+    workers: int,
+    dispatcher_list: str | None,
+    dispatcher_set: int,
     stats: str | None,
 ) -> None:
-    """Answer real calls to DIALPLAN over SIP (register at --registrar); Ctrl-C stops."""
-    import os
+    """Answer real calls to DIALPLAN over SIP (register at --registrar).
 
+    Ctrl-C (SIGINT) stops; SIGTERM drains (see --drain); SIGHUP reloads the dialplan,
+    the portal configuration and its files for new calls (one error line and the old
+    ones stay if they do not load).
+    """
     from ivr.sip.serve import serve as run_server
     from ivr.sip.server import ServeConfig
     from ivr.sip.trust import Trust
@@ -382,16 +429,106 @@ def serve(
         call_burst=call_burst,
         max_calls=max_calls,
         rtp_latch_any=rtp_latch_any,
+        register=register,
     )
+    ports = [port + i for i in range(max(1, workers))]
+    if (workers or dispatcher_list) and not 0 < port <= 65536 - len(ports):
+        raise click.BadParameter(
+            "give the first of the serving ports (not 0): workers serve PORT..PORT+N-1",
+            param_hint="--port",
+        )
+    _worker_log_format()
     try:
+        if dispatcher_list:
+            from ivr.sip.workers import write_dispatcher_list
+
+            write_dispatcher_list(Path(dispatcher_list), bind, ports, dispatcher_set)
+        if workers:
+            ctx.exit(_run_workers(ctx, dialplan, portal, ports, drain, config.password))
         run_server(
             Path(dialplan),
             Path(portal) if portal else None,
             config,
             stats=Path(stats) if stats else None,
+            drain=drain,
         )
     except ContextError as exc:
         raise _missing_context(exc, dialplan) from None
+    except OSError as exc:
+        raise IvrError(f"{exc.filename or 'serve'}: {exc.strerror or exc}") from None
+
+
+#: set by `ivr serve --workers` in each worker's environment: its port, for its log lines
+WORKER_ENV = "IVR_WORKER"
+
+
+def _worker_log_format() -> None:
+    """A worker's log lines name it (``[5081]``): the workers share the launcher's stderr."""
+    worker = os.environ.get(WORKER_ENV, "")
+    if worker.isdigit():
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(
+                logging.Formatter(f"%(levelname)s [{worker}] %(name)s: %(message)s")
+            )
+
+
+def _run_workers(
+    ctx: click.Context,
+    dialplan: str,
+    portal: str | None,
+    ports: list[int],
+    drain: float,
+    password: str,
+) -> int:
+    """Check the configuration once (rendering missing prompt audio), then run a worker
+    per port: this command again, without --workers and with its own --port."""
+    from ivr.sip.serve import prompt_audio, serving_engine
+    from ivr.sip.workers import Supervisor
+
+    prompt_audio(serving_engine(Path(dialplan), Path(portal) if portal else None))
+    env = {**os.environ, "IVR_SIP_PASSWORD": password} if password else dict(os.environ)
+
+    def command(port: int) -> list[str]:
+        python = [sys.executable, "-c", "from ivr.cli import main; main(prog_name='ivr')"]
+        return [*python, *_serve_arguments(ctx, port)]
+
+    def worker_env(port: int) -> dict[str, str]:
+        return {**env, WORKER_ENV: str(port)}
+
+    return Supervisor(command, ports, env=worker_env, drain=drain).run()
+
+
+#: serve options a worker does not inherit: it gets its own --port (and --stats), the
+#: password comes by environment (not on a command line anyone can read)
+_NOT_INHERITED = frozenset(("workers", "dispatcher_list", "dispatcher_set", "port", "password"))
+
+
+def _serve_arguments(ctx: click.Context, port: int) -> list[str]:
+    """`ivr serve`'s arguments as given to this command, for the worker on ``port``."""
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    args = ["--log-level", str(parent.get("log_level", "error")), "serve"]
+    positional: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param, click.Argument):
+            positional.append(str(value))
+            continue
+        if not isinstance(param, click.Option) or param.name in _NOT_INHERITED or value is None:
+            continue
+        option = param.opts[-1]
+        if param.is_flag and param.secondary_opts:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            args += [option] if value else []
+        elif param.multiple:
+            for item in value:
+                args += [option, str(item)]
+        elif param.name == "stats":  # stats.json -> stats.5081.json
+            path = Path(value)
+            args += [option, str(path.with_suffix(f".{port}{path.suffix}"))]
+        else:
+            args += [option, str(value)]
+    return [*args, "--port", str(port), "--", *positional]
 
 
 @main.group()
@@ -413,8 +550,8 @@ _PORTAL_OPTION = click.option(
 )
 _STORE_OPTION = click.option(
     "--store",
-    type=click.Path(dir_okay=False),
-    help="The SQLite lockout file (default: the one the portal configuration uses).",
+    help="The lockout store: an SQLite file or a postgresql:// URL (default: the one the "
+    "portal configuration, or the IVR_LOCKOUT_STORE environment variable, names).",
 )
 
 
@@ -423,7 +560,7 @@ class _PortalTarget:
     """What a `ivr portal` command acts on."""
 
     directory: YamlDirectory | None
-    store: Path | None
+    store: str | Path | None  # an SQLite file, or a PostgreSQL URL
     loaded: LoadedPortal | None
     employee: str
 
@@ -438,9 +575,9 @@ def _portal_target(
 ) -> _PortalTarget:
     """Resolve ``[DIRECTORY] [EMPLOYEE]`` and --portal/--store: the directory (the
     employee must be in it), and with ``lockouts`` the store `ivr serve` uses."""
-    from ivr.portal.config import load_portal
+    from ivr.portal.config import is_postgres_url, load_portal
     from ivr.portal.directory import YamlDirectory
-    from ivr.portal.services import default_store_path
+    from ivr.portal.services import lockout_store_spec
 
     wanted = 1 if employee else 0
     directory_file = None
@@ -460,12 +597,12 @@ def _portal_target(
     name = args[0] if employee else ""
     if employee and directory is not None:
         _employee_of(directory, name)
-    path = None
+    path: str | Path | None = None
     if lockouts:
         if store is not None:
-            path = Path(store)
+            path = store if is_postgres_url(store) else Path(store)
         elif loaded is not None:
-            path = default_store_path(loaded)
+            path = lockout_store_spec(loaded)
         else:
             why = "a directory does not say which lockout store the portal uses: "
             raise click.UsageError(
@@ -500,6 +637,52 @@ def _when(seconds: float) -> str:
     if math.isinf(seconds):
         return "an administrator unlocks"
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def _open_store(spec: str | Path) -> tuple[LockoutStore | None, str]:
+    """The lockout store ``spec`` names and how to show it (never a password); None
+    for an SQLite file that does not exist yet (nobody has failed a PIN)."""
+    from ivr.portal.lockout import SqliteLockoutStore
+    from ivr.portal.services import describe_store
+
+    if isinstance(spec, Path):
+        return (SqliteLockoutStore(spec) if spec.is_file() else None), str(spec)
+    from ivr.portal.lockout_pg import PostgresLockoutStore
+
+    return PostgresLockoutStore(spec), describe_store(spec)
+
+
+@portal.group()
+def db() -> None:
+    """The portal's PostgreSQL database (lockouts shared by several nodes)."""
+
+
+@db.command("init")
+@_PORTAL_OPTION
+@_STORE_OPTION
+def db_init(portal_config: str | None, store: str | None) -> None:
+    """Create the lockout tables in the PostgreSQL database the portal uses (--portal
+    CONFIG, IVR_LOCKOUT_STORE, or --store URL), or migrate them to this version.
+    Idempotent; safe while nodes are running."""
+    from ivr.portal.config import is_postgres_url, load_portal
+    from ivr.portal.lockout_pg import init_schema
+    from ivr.portal.services import describe_store, lockout_store_spec
+
+    if store is None and portal_config is None:
+        store = os.environ.get("IVR_LOCKOUT_STORE")
+    if store is None and portal_config is not None:
+        spec = lockout_store_spec(load_portal(portal_config))
+        store = spec if isinstance(spec, str) else None
+        if store is None:
+            raise IvrError(
+                f"{portal_config}: the lockout store is the SQLite file {spec}, which "
+                "needs no set-up; `db init` is for a postgresql:// lockout_store"
+            )
+    if store is None:
+        raise click.UsageError("give --portal CONFIG or --store postgresql://…")
+    if not is_postgres_url(store):
+        raise click.BadParameter("a postgresql:// URL", param_hint="--store")
+    click.echo(f"{describe_store(store)}: {init_schema(store)}")
 
 
 @portal.command("set-pin")
@@ -544,15 +727,13 @@ def unlock(args: tuple[str, ...], portal_config: str | None, store: str | None) 
     """
     import time
 
-    from ivr.portal.lockout import SqliteLockoutStore
-
     target = _portal_target(args, portal_config, store, lockouts=True)
-    employee, path = target.employee, target.store
-    assert path is not None
-    if not path.is_file():
+    employee = target.employee
+    assert target.store is not None
+    lockouts, path = _open_store(target.store)
+    if lockouts is None:
         click.echo(f"{employee!r} is not locked out: no lockout file {path}", err=True)
         sys.exit(EXIT_FAILED)
-    lockouts = SqliteLockoutStore(path)
     state = next((s for s in lockouts.states() if s.employee == employee), None)
     if state is None or state.locked_until <= time.time():
         held = (
@@ -581,15 +762,14 @@ def locks(
     import math
     import time
 
-    from ivr.portal.lockout import SqliteLockoutStore
-
-    path = _portal_target(args, portal_config, store, employee=False, lockouts=True).store
-    assert path is not None
-    if not path.exists():
+    spec = _portal_target(args, portal_config, store, employee=False, lockouts=True).store
+    assert spec is not None
+    lockouts, path = _open_store(spec)
+    if lockouts is None:
         click.echo("[]" if as_json else f"no lockout file {path}: nobody has failed a PIN yet")
         return
     now = time.time()
-    states = SqliteLockoutStore(path).states()
+    states = lockouts.states()
     if as_json:
         rows = [
             {

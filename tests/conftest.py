@@ -11,6 +11,7 @@ import pytest
 from ivr.dialogue import Engine
 from ivr.dialplan import load_dialplan
 from ivr.portal.demo import DEMO_PINS
+from tests.postgres import PostgresCluster
 
 pytest_plugins = ["pytester"]
 
@@ -38,6 +39,25 @@ def fast_portal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ivr.portal.demo import copy_with_cheap_hashes
 
     return copy_with_cheap_hashes(PORTAL_EXAMPLES, tmp_path_factory.mktemp("portal"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the session (Unix socket in a temp dir, no
+    TCP); each test takes its own database with ``new_database()``. Tests that stop
+    the server use a cluster of their own instead."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresCluster) -> str:
+    """A fresh database with the lockout schema: its ``postgresql://`` URL."""
+    from ivr.portal.lockout_pg import init_schema
+
+    url = postgres.url(postgres.new_database())
+    init_schema(url)
+    return url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from ivr.cli import main
 from ivr.portal.lockout import LockoutPolicy, SqliteLockoutStore
 from tests.conftest import DEMO, PORTAL_DIALPLAN, PORTAL_EXAMPLES, ROOT
+from tests.postgres import PostgresCluster
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -372,3 +373,59 @@ def test_help_works_outside_a_checkout(
     result = CliRunner().invoke(main, [*command, "--help"], prog_name="ivr")
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout.startswith(" ".join(["Usage: ivr", *command, "[OPTIONS]"]))
+
+
+def test_db_init_then_locks_and_unlock_on_postgresql(
+    tmp_path: Path, postgres: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ivr.portal.lockout_pg import PostgresLockoutStore
+    from ivr.sip.serve import serving_engine
+
+    url = postgres.url(postgres.new_database())
+    config = portal_copy(tmp_path, f"lockout_store: '{url}'\n")
+    code, out, err = run("portal", "locks", "--portal", str(config))
+    assert code == 2 and "ivr portal db init" in err  # no tables yet: says what to do
+    code, out, _err = run("portal", "db", "init", "--portal", str(config))
+    assert code == 0 and "migrated from version 0 to 1" in out
+    code, out, _err = run("portal", "db", "init", "--store", url)
+    assert code == 0 and "up to date (version 1)" in out
+    engine = serving_engine(PORTAL_DIALPLAN, config)  # what ivr serve uses
+    assert isinstance(engine.context.lockouts, PostgresLockoutStore)
+    store = engine.context.lockouts
+    for i in range(5):
+        store.record_failure("erika", time.time() + i, LockoutPolicy(), f"+4930999{i} (call x)")
+    code, out, _err = run("portal", "locks", "--portal", str(config))
+    assert code == 0 and "erika: 0 failure(s) in a row, LOCKED until " in out
+    code, out, _err = run("portal", "unlock", "--portal", str(config), "erika")
+    assert code == 0 and "'erika' unlocked" in out
+    assert store.locked_until("erika") == 0.0
+    # the environment variable comes before the configuration
+    plain = portal_copy(tmp_path / "env")
+    monkeypatch.setenv("IVR_LOCKOUT_STORE", url)
+    assert isinstance(serving_engine(PORTAL_DIALPLAN, plain).context.lockouts, PostgresLockoutStore)
+    code, out, _err = run("portal", "locks", "--portal", str(plain))
+    assert code == 0 and "nobody is locked out" in out
+
+
+def test_db_init_errors_are_one_line_without_the_password(tmp_path: Path) -> None:
+    url = f"postgresql://ivr:s3cret@/portal?host={tmp_path}"
+    code, out, err = run("portal", "db", "init", "--store", url)
+    assert code == 2 and out == ""
+    assert err.startswith("error: PostgreSQL: ") and "s3cret" not in err
+    assert len(err.strip().splitlines()) == 1
+    code, _out, err = run("portal", "db", "init", "--store", str(tmp_path / "x.sqlite"))
+    assert code == 2 and "postgresql:// URL" in err
+    config = portal_copy(tmp_path)  # the default SQLite store needs no set-up
+    code, _out, err = run("portal", "db", "init", "--portal", str(config))
+    assert code == 2 and "needs no set-up" in err
+    code, _out, err = run("portal", "locks", "--store", url)
+    assert code == 2 and "s3cret" not in err
+
+
+def test_describe_store_hides_the_password() -> None:
+    from ivr.portal.services import describe_store
+
+    assert describe_store("postgresql://ivr:pw@db.example:5432/portal") == (
+        "postgresql://ivr:***@db.example:5432/portal"
+    )
+    assert describe_store("postgresql://ivr@/portal") == "postgresql://ivr@/portal"

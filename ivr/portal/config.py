@@ -175,7 +175,10 @@ class PortalConfig(BaseModel):
         default=None, description="the real PBX (instead of pbx)"
     )
     lockout_store: str | None = Field(
-        default=None, description="SQLite file for lockouts (relative); default: in memory"
+        default=None,
+        description="where lockouts live: a postgresql:// URL (shared by several nodes) or "
+        "an SQLite file (relative); default .ivr-lockouts.sqlite beside the directory; "
+        "the IVR_LOCKOUT_STORE environment variable comes first",
     )
     region: str = Field(default="DE", min_length=2, max_length=2)
 
@@ -311,6 +314,11 @@ class PortalConfig(BaseModel):
         if ext == "911":
             return "number '911' is not usable with MagentaEINS integration"
         return None
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether a lockout store names PostgreSQL (``postgresql://…``, ``postgres://…``)."""
+    return text.startswith(("postgresql://", "postgres://"))
 
 
 def _as_written(source: Source, path: tuple[str, ...]) -> str | None:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from ivr.hooks import Hooks
 from ivr.portal.callcontrol import CallControlUnavailable
+from ivr.portal.lockout import LockoutStoreUnavailable
 from ivr.portal.numbers import to_e164, valid_e164
 from ivr.portal.pin import verify_pin as pin_matches
 from ivr.portal.services import LockEvent, PortalServices
@@ -39,7 +40,8 @@ def period_of_day(hour: int) -> str:
 
 @hooks.register("portal.identify")
 def identify(session: Session) -> str:
-    """Who calls, and may they? ``admitted``, ``locked`` or ``refused``.
+    """Who calls, and may they? ``admitted``, ``locked``, ``refused``, or
+    ``unavailable`` (PIN authentication on, the lockout store out of reach).
 
     Sets ``mute`` (silent mode), ``employee``, ``employee_name``, ``pin_required``,
     ``period`` (greeting), ``portal_number`` and ``portal_name``.
@@ -71,45 +73,80 @@ def identify(session: Session) -> str:
         log.info("call %s: refused: %s", session.call_id, reason)
         return "refused"
     session.vars.update(employee=employee.id, employee_name=employee.name)
-    if config.pin_authentication and services.lockouts.locked_until(employee.id) > session.now():
-        log.warning("call %s: employee %s is locked out", session.call_id, employee.id)
-        return "locked"
+    if config.pin_authentication:
+        try:
+            locked = services.lockouts.locked_until(employee.id) > session.now()
+        except LockoutStoreUnavailable as exc:
+            return _store_unavailable(session, exc)
+        if locked:
+            log.warning("call %s: employee %s is locked out", session.call_id, employee.id)
+            return "locked"
     log.info("call %s: admitted employee %s", session.call_id, employee.id)
     return "admitted"
 
 
+def _store_unavailable(session: Session, exc: LockoutStoreUnavailable) -> str:
+    """The lockout store cannot count failures: no PIN entry (no uncounted guesses)."""
+    log.error("call %s: PIN entry refused, lockout store unavailable: %s", session.call_id, exc)
+    return "unavailable"
+
+
 @hooks.register("portal.verify_pin")
 def verify_pin(session: Session) -> str:
-    """Check the PIN in ``pin``: ``ok``, ``wrong``, ``too_many`` (per call) or ``locked``."""
+    """Check the PIN in ``pin``: ``ok``, ``wrong``, ``too_many`` (per call), ``locked``,
+    or ``unavailable`` when the lockout store cannot be reached (a guess it cannot count
+    is never checked)."""
     services = _services(session)
-    policy = services.config.pin_policy
+    store = services.lockouts
     employee_id = str(session.vars["employee"])
     employee = services.directory.get(employee_id)
     pin = session.vars.pop("pin", None)
     now = session.now()
-    if services.lockouts.locked_until(employee_id) > now:
-        return "locked"
+    try:
+        if store.locked_until(employee_id) > now:
+            return "locked"
+    except LockoutStoreUnavailable as exc:
+        return _store_unavailable(session, exc)
     if (
         employee is not None
         and employee.pin_hash
         and isinstance(pin, Secret)
         and pin_matches(employee.pin_hash, pin.reveal(), services.hasher)
     ):
-        services.lockouts.reset(employee_id)
         log.info("call %s: PIN accepted", session.call_id)
+        try:
+            store.reset(employee_id)
+        except LockoutStoreUnavailable as exc:  # the PIN was right: admitted all the same
+            log.error("call %s: failure count not reset: %s", session.call_id, exc)
         return "ok"
     attempts = session.vars["pin_attempts"] = int(session.vars.get("pin_attempts") or 0) + 1
-    source = f"{session.caller or 'anonymous'} (call {session.call_id})"
-    count = services.lockouts.record_failure(employee_id, now, policy.lockout(), source)
     log.warning("call %s: wrong PIN for %s (attempt %d)", session.call_id, employee_id, attempts)
-    until = services.lockouts.locked_until(employee_id)
-    if until > now:
-        if count == 0:  # this failure locked: an event for the operators
-            lockout = services.lockouts.lockouts(employee_id)
-            event = LockEvent(employee_id, until, policy.lockout_failures, source, lockout)
-            services.report_lockout(event)
-        return "locked"
-    return "too_many" if attempts >= policy.attempts_per_call else "wrong"
+    try:
+        if _count_failure(services, session, employee_id, now):
+            return "locked"
+    except LockoutStoreUnavailable as exc:
+        return _store_unavailable(session, exc)
+    return "too_many" if attempts >= services.config.pin_policy.attempts_per_call else "wrong"
+
+
+def _count_failure(
+    services: PortalServices, session: Session, employee_id: str, now: float
+) -> bool:
+    """Record a wrong PIN; True when the employee is locked now (a new lockout is
+    reported to the operators)."""
+    policy = services.config.pin_policy
+    store = services.lockouts
+    source = f"{session.caller or 'anonymous'} (call {session.call_id})"
+    count = store.record_failure(employee_id, now, policy.lockout(), source)
+    until = store.locked_until(employee_id)
+    if until <= now:
+        return False
+    if count == 0:  # this failure locked
+        lockout = store.lockouts(employee_id)
+        services.report_lockout(
+            LockEvent(employee_id, until, policy.lockout_failures, source, lockout)
+        )
+    return True
 
 
 @hooks.register("portal.find_calls")

@@ -191,10 +191,25 @@ class SqliteLockoutStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level="IMMEDIATE")
+        """One write transaction from its first statement: ``BEGIN IMMEDIATE`` takes the
+        file's write lock before the read, so concurrent read-modify-writes (processes
+        of one host, threads) queue instead of overwriting each other's counts.
+        (``isolation_level="IMMEDIATE"`` would begin only at the first write.) A
+        database that stays locked or cannot be opened is LockoutStoreUnavailable."""
         try:
-            with db:  # commit, or roll back on an exception
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LockoutStoreUnavailable(f"SQLite {self.path}: {exc}") from None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
                 yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+        except sqlite3.DatabaseError as exc:  # locked past the timeout, not a database, disk I/O
+            raise LockoutStoreUnavailable(f"SQLite {self.path}: {exc}") from None
         finally:
             db.close()
 

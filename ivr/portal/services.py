@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from argon2 import PasswordHasher
 
@@ -17,7 +19,7 @@ from ivr.dialplan.loader import load_dialplan
 from ivr.errors import DialplanError, Problem
 from ivr.portal.blocking import BlockingProfile
 from ivr.portal.callcontrol import CallControl, SimulatedPbx
-from ivr.portal.config import LoadedPortal, PortalConfig, load_portal
+from ivr.portal.config import LoadedPortal, PortalConfig, is_postgres_url, load_portal
 from ivr.portal.directory import Directory, YamlDirectory
 from ivr.portal.lockout import PERMANENT, LockoutStore, MemoryLockoutStore, SqliteLockoutStore
 from ivr.portal.numbers import to_e164
@@ -32,6 +34,8 @@ lockout_log = logging.getLogger("ivr.portal.lockout")
 
 #: the lockout file used when neither the configuration nor the command names one
 DEFAULT_STORE_NAME = ".ivr-lockouts.sqlite"
+#: the environment variable that names the lockout store (before the configuration)
+LOCKOUT_STORE_ENV = "IVR_LOCKOUT_STORE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +125,14 @@ class PortalServices:
             attach(loop)
 
     def detach(self) -> None:
-        """The SIP runtime stops."""
+        """The SIP runtime stops (or a reload retired these services): call control
+        lets go of the loop, the lockout store closes its connections."""
         detach = getattr(self.call_control, "detach", None)
         if detach is not None:
             detach()
+        close = getattr(self.lockouts, "close", None)
+        if close is not None:
+            close()
 
     def forwarding_blocked(self, number: str) -> bool:
         """Whether the ``forwarded`` rules block a call forwarded to ``number`` (an
@@ -135,11 +143,40 @@ class PortalServices:
         return e164 is not None and self.blocking.blocks("forwarded", e164, self.config.region)
 
 
-def default_store_path(loaded: LoadedPortal) -> Path:
-    """The SQLite lockout file: as configured, else beside the directory file."""
-    if loaded.config.lockout_store:
-        return loaded.relative(loaded.config.lockout_store)
+def lockout_store_spec(loaded: LoadedPortal) -> str | Path:
+    """Where the portal's lockouts live: the ``IVR_LOCKOUT_STORE`` environment variable
+    (a deployment's secret-bearing PostgreSQL URL stays out of the file), else
+    ``lockout_store`` — a ``postgresql://`` URL, or an SQLite file relative to the
+    configuration — else ``.ivr-lockouts.sqlite`` beside the directory file."""
+    spec = os.environ.get(LOCKOUT_STORE_ENV) or loaded.config.lockout_store
+    if spec and is_postgres_url(spec):
+        return spec
+    if spec:
+        return loaded.relative(spec)
     return loaded.relative(loaded.config.directory).with_name(DEFAULT_STORE_NAME)
+
+
+def describe_store(spec: str | Path) -> str:
+    """A lockout store for messages: the file, or the URL without its password."""
+    if isinstance(spec, Path):
+        return str(spec)
+    parts = urlsplit(spec)
+    if parts.password is None:
+        return spec
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def open_lockout_store(loaded: LoadedPortal) -> LockoutStore:
+    """The lockout store a real runtime and the admin commands use (see
+    :func:`lockout_store_spec`). Opening never connects: a database that is down shows
+    as :class:`~ivr.portal.lockout.LockoutStoreUnavailable` when it is used."""
+    spec = lockout_store_spec(loaded)
+    if isinstance(spec, Path):
+        return SqliteLockoutStore(spec)
+    from ivr.portal.lockout_pg import PostgresLockoutStore  # psycopg only when used
+
+    return PostgresLockoutStore(spec)
 
 
 def portal_services(
@@ -173,7 +210,7 @@ def portal_services(
         config=config,
         directory=directory,
         call_control=call_control,
-        lockouts=lockouts or SqliteLockoutStore(default_store_path(loaded)),
+        lockouts=lockouts or open_lockout_store(loaded),
         blocking=config.blocking_profile.profile(config.region)
         if config.blocking_profile
         else BlockingProfile(),
@@ -241,7 +278,7 @@ def portal_engine(
     """An engine for ``dialplan`` with the portal hooks and services of ``portal``.
 
     Without ``lockouts`` the engine keeps lockouts in memory: right for the simulator,
-    whose clock is virtual. A real runtime passes a :class:`SqliteLockoutStore`.
+    whose clock is virtual. A real runtime passes :func:`open_lockout_store`'s.
     """
     from ivr.portal.hooks import hooks
 

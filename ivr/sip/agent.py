@@ -62,6 +62,8 @@ KEEPALIVES = (b"\r\n\r\n", b"\r\n", b"\0\0\0\0")
 KNOWN_METHODS = frozenset(
     ("REFER", "UPDATE", "PRACK", "SUBSCRIBE", "MESSAGE", "PUBLISH", "REGISTER")
 )
+#: Retry-After (s) of the 503s while draining: by then another node takes the calls
+DRAIN_RETRY_AFTER = "30"
 
 
 @dataclass(slots=True)
@@ -74,6 +76,8 @@ class AgentStats:
     untrusted: int = 0
     rate_limited: int = 0
     over_capacity: int = 0
+    #: new calls and OPTIONS answered 503 while draining
+    draining: int = 0
     errors: int = 0
 
 
@@ -100,6 +104,8 @@ class UserAgent:
         self.trust = trust
         self.call_rate = call_rate
         self.max_calls = max_calls
+        #: no new calls: INVITE and OPTIONS get 503 (a dispatcher stops sending here)
+        self.draining = False
         self.now = 0.0
         self.timers = TimerQueue()
         self.transactions = TransactionLayer(self.timers, self._send, lambda: self.now, t1=t1)
@@ -318,8 +324,9 @@ class UserAgent:
         self, request: Message, source: Address
     ) -> tuple[int, list[tuple[str, str]]] | None:
         """Why a new call cannot be taken (status, headers), or None: a Contact or
-        Record-Route we could never send to (416/400: the call could not be ended), too
-        many calls from this source (503), too many calls at once (503)."""
+        Record-Route we could never send to (416/400: the call could not be ended),
+        draining (503), too many calls from this source (503), too many calls at once
+        (503)."""
         try:
             Dialog.from_invite(request, "", self.contact).first_hop()
         except SipParseError as exc:
@@ -327,6 +334,9 @@ class UserAgent:
             status = 416 if scheme not in ("sip", "sips", "") else 400
             self.throttle.warning("contact", self.now, "refused a call (%d): %s", status, exc)
             return status, []
+        if self.draining:
+            self.stats.draining += 1
+            return 503, [("Retry-After", DRAIN_RETRY_AFTER)]
         if self.call_rate is not None and not self.call_rate.allow(source[0], self.now):
             self.stats.rate_limited += 1
             self.throttle.warning(
@@ -430,9 +440,19 @@ class UserAgent:
             self._events.append(NotifyReceived(leg, request))
 
     def _options(self, request: Message, source: Address) -> None:
+        """200, or 503 while draining (so a dispatcher's probe marks us inactive); an
+        OPTIONS in a call's dialog (a keep-alive of the call) gets 200 while draining
+        too: the call goes on."""
         txn = self.transactions.receive_request(request, source)
-        if txn is not None:
-            self._reply(txn, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
+        if txn is None:
+            return
+        headers = [("Allow", ALLOW), ("Accept", "application/sdp")]
+        in_call = bool(request.to_tag) and request.call_id in self.legs
+        if self.draining and not in_call:
+            self.stats.draining += 1
+            self._reply(txn, 503, headers=[*headers, ("Retry-After", DRAIN_RETRY_AFTER)])
+            return
+        self._reply(txn, 200, headers=headers)
 
     def _unsupported(self, request: Message, source: Address) -> None:
         txn = self.transactions.receive_request(request, source)

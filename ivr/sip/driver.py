@@ -5,6 +5,11 @@ hooks may block (a PIN check costs ~0.1 s of argon2id). So dialogues do not run 
 I/O loop: events queue here, this thread runs ``Dialogue.handle`` and the prompt audio
 lookup, and hands the commands back to the loop. A slow hook delays other callers'
 next prompt, never their media (which the loop keeps sending).
+
+Reload (SIGHUP): :meth:`DialogueDriver.swap` makes a new engine and its prompt audio
+(a :class:`Generation`) the one new calls get; every call keeps the generation it
+started on until it ends, and a replaced generation with no calls left is handed to
+``retire`` (its call control is detached there).
 """
 
 from __future__ import annotations
@@ -47,20 +52,52 @@ class Outcome:
 
 
 Deliver = Callable[[str, Outcome], None]
+PromptKey = tuple[str, tuple[tuple[str, Any], ...]]
+
+
+@dataclass(eq=False, slots=True)
+class Generation:
+    """An engine, its prompt audio and their prompt cache: what calls started
+    between two reloads run on."""
+
+    engine: Engine
+    audio: PromptAudio | None
+    prompts: OrderedDict[PromptKey, Chunks] = field(default_factory=OrderedDict)
+    #: dialogues of this generation still running
+    calls: int = 0
+
+
+Retire = Callable[[Generation], None]
 
 
 class DialogueDriver:
-    """Owns the engine; :meth:`submit` events from any thread."""
+    """Owns the engines; :meth:`submit` events from any thread."""
 
-    def __init__(self, engine: Engine, audio: PromptAudio | None, deliver: Deliver) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        engine: Engine,
+        audio: PromptAudio | None,
+        deliver: Deliver,
+        retire: Retire | None = None,
+    ) -> None:
         engine.clock = time.time
-        self.audio = audio
+        self.current = Generation(engine, audio)
         self.deliver = deliver
-        self._dialogues: dict[str, Dialogue] = {}
-        self._queue: queue.SimpleQueue[tuple[str, Event] | None] = queue.SimpleQueue()
-        self._prompts: OrderedDict[tuple[str, tuple[tuple[str, Any], ...]], Chunks] = OrderedDict()
+        self.retire = retire
+        #: generations replaced by a reload whose calls still run (dialogue thread)
+        self.retiring: list[Generation] = []
+        self._dialogues: dict[str, tuple[Dialogue, Generation]] = {}
+        self._queue: queue.SimpleQueue[tuple[str, Event] | Generation | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="ivr-dialogues", daemon=True)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine new calls get."""
+        return self.current.engine
+
+    @property
+    def audio(self) -> PromptAudio | None:
+        return self.current.audio
 
     def start(self) -> None:
         self.thread.start()
@@ -73,6 +110,16 @@ class DialogueDriver:
         """Queue ``event`` for call ``key`` (thread-safe)."""
         self._queue.put((key, event))
 
+    def swap(self, engine: Engine, audio: PromptAudio | None) -> None:
+        """Calls whose ``CallStarted`` is submitted after this get ``engine`` and
+        ``audio``; running calls end on theirs (thread-safe)."""
+        engine.clock = time.time
+        self._queue.put(Generation(engine, audio))
+
+    def generations(self) -> list[Generation]:
+        """The current generation and those still finishing calls."""
+        return [self.current, *self.retiring]
+
     @property
     def active(self) -> int:
         return len(self._dialogues)
@@ -82,29 +129,58 @@ class DialogueDriver:
             item = self._queue.get()
             if item is None:
                 return
+            if isinstance(item, Generation):
+                self._swapped(item)
+                continue
             key, event = item
             try:
                 outcome = self._handle(key, event)
             except Exception:  # never lose the thread: end this call only
                 log.exception("call %s: dialogue failed", key)
-                self._dialogues.pop(key, None)
+                self._drop(key)
                 outcome = Outcome([Hangup(reason="error")], {}, True, "error", {})
             if outcome is not None:
                 self.deliver(key, outcome)
 
+    def _swapped(self, generation: Generation) -> None:
+        old, self.current = self.current, generation
+        self.retiring.append(old)
+        self._retire_if_done(old)
+
+    def _drop(self, key: str) -> None:
+        """Forget call ``key``'s dialogue; its generation may retire now."""
+        entry = self._dialogues.pop(key, None)
+        if entry is not None:
+            entry[1].calls -= 1
+            self._retire_if_done(entry[1])
+
+    def _retire_if_done(self, generation: Generation) -> None:
+        if generation.calls or generation not in self.retiring:
+            return
+        self.retiring.remove(generation)
+        if self.retire is not None:
+            try:
+                self.retire(generation)
+            except Exception:
+                log.exception("retiring a replaced engine failed")
+
     def _handle(self, key: str, event: Event) -> Outcome | None:
-        dialogue = self._dialogues.get(key)
-        if dialogue is None:
+        entry = self._dialogues.get(key)
+        if entry is None:
             if not isinstance(event, CallStarted):
                 return None  # the call already ended: a late event is dropped
-            dialogue = self._dialogues[key] = self.engine.new_call(event.call_id or key)
+            generation = self.current
+            entry = (generation.engine.new_call(event.call_id or key), generation)
+            self._dialogues[key] = entry
+            generation.calls += 1
+        dialogue, generation = entry
         try:
             commands = dialogue.handle(event)
         except UnexpectedEventError as exc:
             log.debug("call %s: %s", key, exc)
             return None
         audio = {
-            c.playback: self._chunks(c.prompt, c.params)
+            c.playback: self._chunks(generation, c.prompt, c.params)
             for c in commands
             if isinstance(c, PlayPrompt)
         }
@@ -114,7 +190,7 @@ class DialogueDriver:
             connect = self._apply(commands[-1], dialogue, failed="failed")
             variables = self._variables(dialogue)
         if dialogue.ended:
-            del self._dialogues[key]
+            self._drop(key)
             variables = self._variables(dialogue)
             if commands and isinstance(commands[-1], ENDING_COMMANDS):
                 self._apply(commands[-1], dialogue, failed=None)
@@ -130,7 +206,7 @@ class DialogueDriver:
         """Tell the context (call control) about ``command``, as the simulator does;
         its answer (``failed`` when it raises). Runs here, on the dialogue thread:
         call control may block (an RPC to the PBX), the media loop never does."""
-        apply = getattr(self.engine.context, "apply", None)
+        apply = getattr(dialogue.engine.context, "apply", None)
         if apply is None:
             return None
         try:
@@ -140,25 +216,27 @@ class DialogueDriver:
             return failed
         return answer
 
-    def _chunks(self, prompt: str, params: Mapping[str, Any]) -> Chunks:
-        if self.audio is None:
+    def _chunks(self, generation: Generation, prompt: str, params: Mapping[str, Any]) -> Chunks:
+        audio = generation.audio
+        if audio is None:
             return ()
         try:
             cache_key = (prompt, tuple(sorted(params.items())))
             hash(cache_key)
         except TypeError:
-            return cut_packets(self._pcm(prompt, params))
-        chunks = self._prompts.get(cache_key)
+            return cut_packets(self._pcm(audio, prompt, params))
+        prompts = generation.prompts
+        chunks = prompts.get(cache_key)
         if chunks is None:
-            chunks = self._prompts[cache_key] = cut_packets(self._pcm(prompt, params))
-            if len(self._prompts) > PROMPT_CACHE:
-                self._prompts.popitem(last=False)
+            chunks = prompts[cache_key] = cut_packets(self._pcm(audio, prompt, params))
+            if len(prompts) > PROMPT_CACHE:
+                prompts.popitem(last=False)
         return chunks
 
-    def _pcm(self, prompt: str, params: Mapping[str, Any]) -> bytes:
-        assert self.audio is not None
+    @staticmethod
+    def _pcm(audio: PromptAudio, prompt: str, params: Mapping[str, Any]) -> bytes:
         try:
-            return self.audio.pcm(prompt, params)
+            return audio.pcm(prompt, params)
         except AudioError as exc:
             log.error("%s (played as silence-free skip)", exc)
             return b""

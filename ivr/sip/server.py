@@ -18,6 +18,10 @@ the dialogue hears why (``CallControlResult``) and goes on. A ``PullCall`` witho
 dialog data (the simulated PBX) falls back to a REFER to ``pull_target``. A BYE on
 either bridged leg ends the other; BYE/CANCEL from the caller, no RTP for
 ``rtp_timeout`` seconds, or a missing ACK end the call and its dialogue.
+
+Life cycle beyond start and stop: :meth:`SipServer.drain` takes no new calls (INVITE
+and OPTIONS answered 503) while running calls go on; :meth:`SipServer.reload` gives
+new calls a new engine while running calls finish on theirs.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from ivr.events import (
 )
 from ivr.sip.agent import UserAgent
 from ivr.sip.bridge import Relay, bridge
-from ivr.sip.driver import Chunks, DialogueDriver, Outcome, cut_packets
+from ivr.sip.driver import Chunks, DialogueDriver, Generation, Outcome, cut_packets
 from ivr.sip.dtmf import info_key
 from ivr.sip.legs import (
     IncomingCall,
@@ -92,6 +96,8 @@ RECEIVE_BUFFER = 4 << 20
 RESERVED_FDS = 64
 #: seconds to wait for the final NOTIFY of a REFER we sent
 REFER_WAIT = 30.0
+#: what we send the registrar (REGISTER, the keep-alive OPTIONS), not any call
+_REGISTRAR = frozenset(("REGISTER", "OPTIONS"))
 #: the playback number of the ringback tone (dialogue playbacks count from 1)
 RINGBACK = -1
 #: final responses to a call-back, by what the caller is told
@@ -205,7 +211,9 @@ class SipServer:
     ) -> None:
         self.config = config
         self.loop = EventLoop()
-        self.driver = DialogueDriver(engine, audio, self._deliver)
+        self.driver = DialogueDriver(engine, audio, self._deliver, self._retired)
+        #: engine contexts attached to the loop (call control), detached on retirement
+        self._attached: list[Any] = []
         self.pacer = Pacer()
         self.ports = PortPool(*config.rtp_ports)
         self.calls: dict[str, Call] = {}
@@ -249,9 +257,7 @@ class SipServer:
     def start(self) -> None:
         """Start the dialogue thread and the loop thread; register. An engine context
         with ``attach(loop)`` (call control talking to the PBX) is attached first."""
-        attach = getattr(self.driver.engine.context, "attach", None)
-        if attach is not None:
-            attach(self.loop)
+        self._attach(self.driver.engine.context)
         self.driver.start()
         if self.config.register:
             self.loop.post(lambda: self._agent_call(self.registration.start))
@@ -279,11 +285,75 @@ class SipServer:
         if self._thread is not None:
             self._thread.join(timeout)
         self.driver.stop(timeout)
-        detach = getattr(self.driver.engine.context, "detach", None)
-        if detach is not None:
-            detach()
+        while self._attached:
+            self._detach(self._attached[-1])
         self.loop.close()
         self.sock.close()
+
+    # --- draining and reloading ----------------------------------------------------------
+    @property
+    def draining(self) -> bool:
+        return self.agent.draining
+
+    def drain(self) -> None:
+        """Take no new calls: INVITE and OPTIONS are answered 503 (a dispatcher's probe
+        marks us inactive); running calls go on (thread-safe)."""
+        self.agent.draining = True
+
+    def hang_up_all(self, why: str = "shutdown") -> None:
+        """End every running call from our side: BYE, or 480 if not answered yet
+        (thread-safe; the BYEs are retransmitted until answered while the loop runs)."""
+
+        def hang_up() -> None:
+            for call in list(self.calls.values()):
+                self._hang_up(call, why)
+            self._flush()
+
+        self.loop.post(hang_up)
+
+    def settled(self) -> bool:
+        """No call, and no request of a call waiting for its final answer (e.g. our
+        BYE; the registrar's REGISTER and OPTIONS do not count: a registrar that is
+        down must not hold up a stop); read from another thread (a snapshot)."""
+        if self.calls:
+            return False
+        pending = list(self.agent.transactions.clients.values())
+        return not any(
+            t.state in ("calling", "trying", "proceeding") and t.method not in _REGISTRAR
+            for t in pending
+        )
+
+    def reload(self, engine: Engine, audio: PromptAudio | None) -> None:
+        """Calls from now on run on ``engine`` with ``audio``; running calls finish on
+        theirs (thread-safe). Its context is attached to the loop first."""
+
+        def swap() -> None:
+            self._attach(engine.context)
+            self.driver.swap(engine, audio)
+
+        self.loop.post(swap)
+
+    def _retired(self, generation: Generation) -> None:
+        """From the dialogue thread: a replaced engine's last call ended."""
+        context = generation.engine.context
+        self.loop.post(lambda: self._detach(context))
+
+    def _attach(self, context: Any) -> None:
+        attach = getattr(context, "attach", None)
+        if attach is not None:
+            attach(self.loop)
+        self._attached.append(context)
+
+    def _detach(self, context: Any) -> None:
+        if not any(c is context for c in self._attached):
+            return
+        self._attached = [c for c in self._attached if c is not context]
+        detach = getattr(context, "detach", None)
+        if detach is not None:
+            try:
+                detach()
+            except Exception as exc:  # a context's own failure must not stop the loop
+                log.error("detaching an engine's context failed: %s: %s", type(exc).__name__, exc)
 
     # --- datagrams in and out ---------------------------------------------------------
     def _readable(self, sock: socket.socket) -> None:

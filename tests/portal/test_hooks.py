@@ -10,6 +10,7 @@ import logging
 import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from ivr.dialogue import Engine
 from ivr.portal.callcontrol import SimulatedPbx
 from ivr.portal.hooks import find_calls, identify, period_of_day
-from ivr.portal.lockout import MemoryLockoutStore, SqliteLockoutStore
+from ivr.portal.lockout import LockoutStoreUnavailable, MemoryLockoutStore, SqliteLockoutStore
 from ivr.portal.services import LockEvent, PortalServices, portal_engine
 from ivr.secret import MASK
 from ivr.session import Session
@@ -570,3 +571,79 @@ def test_an_area_of_the_same_name_in_another_group_is_refused(
     engine = engine_for(tmp_path / "area.yaml")
     assert refused(call(engine, LISTEN, MAX))
     assert admitted(call(engine, LISTEN, ERIKA))
+
+
+class _StoreThatFails(MemoryLockoutStore):
+    """A store whose named operations fail as an unreachable database does."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__()
+        self.failing = set(failing)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in object.__getattribute__(self, "failing"):
+            raise LockoutStoreUnavailable("PostgreSQL: connection refused")
+        return object.__getattribute__(self, name)
+
+
+def test_an_unreachable_postgresql_store_refuses_pin_entry(
+    fast_portal: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ivr.portal.lockout_pg import PostgresLockoutStore
+
+    nowhere = PostgresLockoutStore(f"postgresql://postgres@/portal?host={tmp_path}")
+    engine = engine_for(fast_portal / "portal.yaml", lockouts=nowhere)
+    with caplog.at_level(logging.INFO, logger="ivr"):
+        result = call(engine, "4711# *11", ERIKA)
+    assert result.outcome == "refused" and not result.of_type("pull")
+    assert result.prompts() == ["portal_pin_unavailable"]
+    assert "pin_unavailable" in states(result) and "check_pin" not in states(result)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "lockout store unavailable" in errors[0]
+    assert not any(r.exc_info for r in caplog.records)  # one line, no traceback
+
+
+def test_without_pin_authentication_the_store_is_not_needed(
+    fast_portal: Path, tmp_path: Path
+) -> None:
+    config = (fast_portal / "portal.yaml").read_text()
+    (fast_portal / "no_pin.yaml").write_text(
+        config.replace("pin_authentication: true", "pin_authentication: false")
+    )
+    engine = engine_for(fast_portal / "no_pin.yaml", lockouts=_StoreThatFails("locked_until"))
+    assert call(engine, "*11", ERIKA).outcome == "pulled"
+
+
+def test_a_wrong_pin_that_cannot_be_counted_ends_the_call(fast_portal: Path) -> None:
+    store = _StoreThatFails("record_failure")
+    result = call(engine_for(fast_portal / "portal.yaml", lockouts=store), "1111# 4711#", ERIKA)
+    assert result.outcome == "refused"
+    assert result.prompts()[-1] == "portal_pin_unavailable"
+    assert "portal_pin_wrong" not in result.prompts()  # no second guess
+
+
+def test_a_store_that_fails_after_admission_refuses_the_pin(fast_portal: Path) -> None:
+    store = _StoreThatFails()
+    engine = engine_for(fast_portal / "portal.yaml", lockouts=store)
+    real_locked_until = store.locked_until
+    calls = iter([False, True])  # up for identify, down for the PIN check
+
+    def locked_until(employee: str) -> float:
+        if next(calls):
+            raise LockoutStoreUnavailable("PostgreSQL: server closed the connection")
+        return real_locked_until(employee)
+
+    store.locked_until = locked_until  # type: ignore[method-assign]
+    result = call(engine, "4711# *11", ERIKA)
+    assert result.outcome == "refused" and not result.of_type("pull")
+    assert result.prompts()[-1] == "portal_pin_unavailable"
+
+
+def test_a_right_pin_is_admitted_even_if_the_reset_fails(
+    fast_portal: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _StoreThatFails("reset")
+    with caplog.at_level(logging.ERROR, logger="ivr"):
+        result = call(engine_for(fast_portal / "portal.yaml", lockouts=store), "4711# *11", ERIKA)
+    assert result.outcome == "pulled"
+    assert any("failure count not reset" in r.getMessage() for r in caplog.records)

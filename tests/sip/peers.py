@@ -67,14 +67,16 @@ def free_udp_port() -> int:
         return port
 
 
-def free_media_port() -> int:
-    """A port for SIPp's ``-mp``: SIPp also binds the next three (RTCP, video RTP and
-    RTCP), so all four must be free (a taken +2 made SIPp exit at start)."""
+def free_udp_ports(count: int) -> int:
+    """The first of ``count`` consecutive UDP ports of 127.0.0.1 that were free a
+    moment ago."""
     for _ in range(50):
         base = free_udp_port()
-        socks = []
+        if base + count > 65535:
+            continue
+        socks: list[socket.socket] = []
         try:
-            for offset in range(4):
+            for offset in range(count):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 socks.append(sock)
                 sock.bind((HOST, base + offset))
@@ -84,11 +86,21 @@ def free_media_port() -> int:
             for sock in socks:
                 sock.close()
         return base
-    raise RuntimeError("no four free UDP ports in a row")
+    raise RuntimeError(f"no {count} free UDP ports in a row")
 
 
-def sip_options(port: int, *, host: str = HOST, timeout: float = 0.5) -> str | None:
-    """Send one raw OPTIONS to host:port; the reply's status line, or None on silence."""
+def free_media_port() -> int:
+    """A port for SIPp's ``-mp``: SIPp also binds the next three (RTCP, video RTP and
+    RTCP), so all four must be free (a taken +2 made SIPp exit at start)."""
+    return free_udp_ports(4)
+
+
+def sip_options(
+    port: int, *, host: str = HOST, timeout: float = 0.5, via: int | None = None
+) -> str | None:
+    """Send one raw OPTIONS for host:port — to it, or ``via`` a proxy on that port of
+    127.0.0.1, which relays it — and return the final reply's status line, or None on
+    silence. (A proxy passes a node's 503 on as "500 Service Unavailable".)"""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((HOST, 0))
         local = sock.getsockname()[1]
@@ -105,11 +117,13 @@ def sip_options(port: int, *, host: str = HOST, timeout: float = 0.5) -> str | N
         )
         sock.settimeout(timeout)
         try:
-            sock.sendto(message.encode(), (host, port))
-            data = sock.recv(65535)
+            sock.sendto(message.encode(), (HOST, via) if via is not None else (host, port))
+            while True:
+                status = sock.recv(65535).decode(errors="replace").split("\r\n", 1)[0]
+                if not status.startswith("SIP/2.0 1"):
+                    return status
         except OSError:  # timeout, or ICMP port unreachable surfacing as ECONNREFUSED
             return None
-        return data.decode(errors="replace").split("\r\n", 1)[0]
 
 
 def spawn(
