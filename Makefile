@@ -56,6 +56,8 @@ bench: system venv bench-packages
 	$(BIN)/python bench/sip_load.py
 	$(BIN)/python bench/bridge_load.py
 	$(BIN)/python bench/sip_fuzz.py
+	$(BIN)/python bench/workers_load.py
+	$(BIN)/python bench/lockout_store.py
 
 bench-sip: system venv
 	$(BIN)/python bench/sip_load.py

@@ -112,10 +112,6 @@ def run_case(
         except BaseException as exc:  # reported, the case is not measured
             errors.append(exc)
             start.abort()
-        finally:
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()  # this thread's PostgreSQL connection
 
     pool = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(threads)]
     for thread in pool:
@@ -127,6 +123,9 @@ def run_case(
     for thread in pool:
         thread.join(cap + 60)
     wall = time.perf_counter() - began
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()  # every thread's PostgreSQL connection (all threads are done)
     others1 = foreign_cpu()
     server_pids = {*postmaster, *(p for m in postmaster for p in pids_where(ppid=m))}
     # PostgreSQL's server processes are not ours (pg_ctl detaches them): not counted
