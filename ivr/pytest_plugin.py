@@ -1,15 +1,22 @@
 """pytest plugin (entry point ``pytest11``): a thin layer over :mod:`ivr.testing`.
 
-- Collects scenario files: ``*.yaml`` files inside a directory named ``scenarios``;
-  each scenario becomes a test item; a failure shows expected vs actual transcript.
-  A file that cannot be used (as ``ivr test`` exits 2 for) is a collection error
-  listing each problem at ``file:line:col``, never a failed scenario.
-- Fixture ``ivr_simulate``: run a scripted call in a test, engines cached per session.
+- Collects scenario files **only where asked**: files named ``*.ivr.yaml`` anywhere,
+  and the ``*.yaml`` files under the paths of the ini option ``ivr_scenarios``
+  (``ivr_scenarios = tests/scenarios`` in ``[tool.pytest.ini_options]``, relative to
+  the ini file). Each scenario becomes a test item; a failure shows expected vs actual
+  transcript. A file that cannot be used (as ``ivr test`` exits 2 for) is a collection
+  error listing each problem at ``file:line:col``, never a failed scenario. Other
+  projects' ``scenarios/*.yaml`` are left alone.
+- Fixtures ``ivr_runner`` and ``ivr_simulate``: run a scripted call in a test, engines
+  cached per session.
+
+The session's runner and what it loaded live in ``config.stash`` (no module state).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +26,52 @@ from ivr.errors import DialplanError
 from ivr.sim import SimCall
 from ivr.testing import LoadedScenarios, ScenarioResult, ScenarioRunner
 
-_RUNNER = ScenarioRunner()
-_LOADED: dict[Path, LoadedScenarios] = {}
-_RESULTS: dict[Path, dict[str, ScenarioResult]] = {}
+#: the ini option naming the scenario directories (or files)
+INI_OPTION = "ivr_scenarios"
+#: a scenario file anywhere is collected when its name ends so
+SUFFIX = ".ivr.yaml"
+
+
+@dataclass
+class _Session:
+    """What the plugin keeps for one pytest session."""
+
+    runner: ScenarioRunner = field(default_factory=ScenarioRunner)
+    roots: list[Path] = field(default_factory=list)
+    loaded: dict[Path, LoadedScenarios] = field(default_factory=dict)
+    results: dict[Path, dict[str, ScenarioResult]] = field(default_factory=dict)
+
+
+_SESSION = pytest.StashKey[_Session]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        INI_OPTION,
+        type="paths",
+        default=[],
+        help=f"directories (or files) whose *.yaml are ivr scenario files; files named "
+        f"*{SUFFIX} are collected anywhere",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    roots = [Path(p).resolve() for p in config.getini(INI_OPTION)]
+    config.stash[_SESSION] = _Session(roots=roots)
+
+
+def _session(config: pytest.Config) -> _Session:
+    return config.stash[_SESSION]
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
-    if file_path.suffix == ".yaml" and file_path.parent.name == "scenarios":
+    if file_path.name.endswith(SUFFIX):
+        return ScenarioFileItem.from_parent(parent, path=file_path)
+    if file_path.suffix != ".yaml":
+        return None
+    resolved = file_path.resolve()
+    roots = _session(parent.config).roots
+    if any(resolved == root or resolved.is_relative_to(root) for root in roots):
         return ScenarioFileItem.from_parent(parent, path=file_path)
     return None
 
@@ -35,10 +81,10 @@ class ScenarioFileItem(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         try:
-            loaded = _RUNNER.load_file(self.path)
+            loaded = _session(self.config).runner.load_file(self.path)
         except DialplanError as exc:
             raise self.CollectError(str(exc)) from None
-        _LOADED[self.path] = loaded
+        _session(self.config).loaded[self.path] = loaded
         for scenario, line in zip(loaded.spec.scenarios, loaded.lines, strict=True):
             yield ScenarioItem.from_parent(self, name=scenario.name, line=line)
 
@@ -51,11 +97,13 @@ class ScenarioItem(pytest.Item):
         self.line = line
 
     def runtest(self) -> None:
-        if self.path not in _RESULTS:
-            loaded = _LOADED.pop(self.path, None)
-            results = _RUNNER.run_loaded(loaded) if loaded else _RUNNER.run_file(self.path)
-            _RESULTS[self.path] = {r.name: r for r in results}
-        result = _RESULTS[self.path].get(self.name)
+        session = _session(self.config)
+        if self.path not in session.results:
+            loaded = session.loaded.pop(self.path, None)
+            runner = session.runner
+            results = runner.run_loaded(loaded) if loaded else runner.run_file(self.path)
+            session.results[self.path] = {r.name: r for r in results}
+        result = session.results[self.path].get(self.name)
         if result is None:
             raise ScenarioFailed(f"scenario {self.name!r} was not run")
         if not result.passed:
@@ -79,9 +127,9 @@ class ScenarioFailed(AssertionError):
 
 
 @pytest.fixture(scope="session")
-def ivr_runner() -> ScenarioRunner:
+def ivr_runner(pytestconfig: pytest.Config) -> ScenarioRunner:
     """The session's scenario runner (engines built once per dialplan)."""
-    return _RUNNER
+    return _session(pytestconfig).runner
 
 
 @pytest.fixture
