@@ -35,6 +35,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+# (the distribution was called `ivr` before: both installed would load the pytest plugin twice)
+	$(BIN)/pip uninstall -q -y ivr 2>/dev/null || true
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

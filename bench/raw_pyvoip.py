@@ -3,7 +3,7 @@
 This is what a typical user writes with pyVoIP: register a ``VoIPPhone``, answer every
 incoming call in the callback, queue a WAV prompt with ``write_audio`` and poll
 ``get_dtmf()`` until the caller hangs up. It deliberately contains no fixes to pyVoIP
-(see ``/work/shared/PYVOIP.md``) beyond what is needed to run at all:
+(the bug table in docs/pyvoip.md) beyond what is needed to run at all:
 
 * ``pyVoIP.VoIP`` is imported before anything else of pyVoIP (circular import, bug 18);
 * ``phone.stop()`` may block ~30 s on de-REGISTER (bug 14), so it runs in a helper thread

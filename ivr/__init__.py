@@ -1,6 +1,8 @@
 """ivr — declarative voice menus: dialplans as YAML states, a sans-I/O dialogue core,
 a virtual-time simulator and scripted DTMF testing."""
 
+import logging
+
 from ivr.callcontrol import Replaces
 from ivr.commands import (
     CancelTimer,
@@ -67,3 +69,6 @@ __all__ = [
     "load_catalog",
     "load_dialplan",
 ]
+
+# a library logs, the application decides where to (no "No handlers" warning, no output)
+logging.getLogger(__name__).addHandler(logging.NullHandler())

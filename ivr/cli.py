@@ -19,6 +19,7 @@ import click
 
 from ivr.dialplan.loader import load_dialplan
 from ivr.errors import DialplanError, IvrError, Problem
+from ivr.extras import DISTRIBUTION, MissingExtra, extra_of
 from ivr.hooks import ContextError
 from ivr.sim import REFERENCE_START, Simulator, format_transcript, parse_script
 from ivr.testing import (
@@ -41,7 +42,20 @@ EXIT_ERROR = 2
 
 
 class _Group(click.Group):
-    """Turns every IvrError into a one-line message and exit code 2."""
+    """Turns every IvrError into a one-line message and exit code 2, and so a missing
+    optional package: the line names the extra that brings it."""
+
+    #: subgroups are _Groups too
+    group_class = type
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:  # the command as typed, for messages: `ivr portal locks`
+            path = ctx.meta.setdefault(_COMMAND_PATH, [])
+            path.append(command.name or name or "")
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -53,10 +67,20 @@ class _Group(click.Group):
         except IvrError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_ERROR)
+        except ImportError as exc:
+            command = " ".join(["ivr", *ctx.meta.get(_COMMAND_PATH, [])])
+            missing = MissingExtra.of(exc, f"`{command}`")
+            if missing is None:
+                raise
+            click.echo(f"error: {missing}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+_COMMAND_PATH = "ivr.command_path"
 
 
 @click.group(cls=_Group)
-@click.version_option(package_name="ivr")
+@click.version_option(package_name=DISTRIBUTION)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -76,7 +100,7 @@ def main(log_level: str) -> None:
 
 
 @main.command()
-@click.argument("dialplans", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("dialplans", nargs=-1, type=click.Path(dir_okay=False))
 @click.option(
     "--portal",
     type=click.Path(dir_okay=False),
@@ -84,7 +108,12 @@ def main(log_level: str) -> None:
 )
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
 def check(dialplans: tuple[str, ...], portal: str | None, strict: bool) -> None:
-    """Validate DIALPLANS (and a portal configuration): errors exit 2, warnings print."""
+    """Validate DIALPLANS (and a portal configuration): errors exit 2, warnings print.
+
+    With --portal and no DIALPLANS: the portal dialplan that comes with the package.
+    """
+    if not dialplans:
+        dialplans = (_dialplan_or_packaged(None, portal),)
     problems: list[Problem] = []
     hooks = None
     if portal is not None:
@@ -113,7 +142,7 @@ def check(dialplans: tuple[str, ...], portal: str | None, strict: bool) -> None:
 
 
 @main.command()
-@click.argument("dialplan", type=click.Path(dir_okay=False))
+@click.argument("dialplan", required=False, type=click.Path(dir_okay=False))
 @click.option("--portal", type=click.Path(dir_okay=False), help="Portal configuration.")
 @click.option("--caller", required=True, help="The caller's number (A-number), any format.")
 @click.option("--called", default="", help="The number called.")
@@ -126,7 +155,7 @@ def check(dialplans: tuple[str, ...], portal: str | None, strict: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def simulate(
-    dialplan: str,
+    dialplan: str | None,
     portal: str | None,
     caller: str,
     called: str,
@@ -134,7 +163,11 @@ def simulate(
     at: datetime | None,
     as_json: bool,
 ) -> None:
-    """Run one scripted call of DIALPLAN on a virtual clock and print the transcript."""
+    """Run one scripted call of DIALPLAN on a virtual clock and print the transcript.
+
+    With --portal and no DIALPLAN: the portal dialplan that comes with the package.
+    """
+    dialplan = _dialplan_or_packaged(dialplan, portal)
     steps = parse_script(keys)
     try:
         engine = default_engine(Path(dialplan), Path(portal) if portal else None)
@@ -224,6 +257,19 @@ def graph(dialplan: str, output: str) -> None:
     click.echo(f"wrote {write_graph(load_dialplan(dialplan), output)}")
 
 
+def _dialplan_or_packaged(dialplan: str | None, portal: str | None) -> str:
+    """DIALPLAN as given, else with --portal the packaged portal dialplan."""
+    if dialplan is not None:
+        return dialplan
+    if portal is None:
+        raise click.UsageError(
+            "give a DIALPLAN (or --portal CONFIG for the portal dialplan of the package)"
+        )
+    from ivr.resources import portal_dialplan
+
+    return str(portal_dialplan())
+
+
 def _missing_context(error: ContextError, dialplan: str) -> click.UsageError:
     """A usage error for a dialplan whose hooks need services the command was not given."""
     if needs_portal(error):
@@ -241,11 +287,17 @@ def _hostport(value: str) -> tuple[str, int]:
 
 
 @main.command()
-@click.argument("dialplan", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dialplan", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--portal", type=click.Path(exists=True, dir_okay=False), help="Portal config.")
 @click.option("--registrar", required=True, help="Registrar/proxy HOST:PORT (e.g. Kamailio).")
 @click.option("--user", default="portal", show_default=True, help="User to register as.")
-@click.option("--password", default="", help="Digest password (or env IVR_SIP_PASSWORD).")
+@click.option(
+    "--password",
+    default="",
+    envvar="IVR_SIP_PASSWORD",
+    show_envvar=True,
+    help="Digest password (better in the environment: a command line is public).",
+)
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5080, show_default=True, help="SIP port (0: any free port).")
 @click.option("--rtp-ports", default="20000-29999", show_default=True, help="RTP port range.")
@@ -360,7 +412,7 @@ def _hostport(value: str) -> tuple[str, int]:
 @click.pass_context
 def serve(
     ctx: click.Context,
-    dialplan: str,
+    dialplan: str | None,
     portal: str | None,
     registrar: str,
     user: str,
@@ -389,15 +441,22 @@ def serve(
     dispatcher_set: int,
     stats: str | None,
 ) -> None:
-    """Answer real calls to DIALPLAN over SIP (register at --registrar).
+    """Answer real calls to DIALPLAN over SIP (register at --registrar); with --portal
+    and no DIALPLAN, the portal dialplan that comes with the package.
 
     Ctrl-C (SIGINT) stops; SIGTERM drains (see --drain); SIGHUP reloads the dialplan,
     the portal configuration and its files for new calls (one error line and the old
     ones stay if they do not load).
     """
-    from ivr.sip.serve import serve as run_server
-    from ivr.sip.server import ServeConfig
-    from ivr.sip.trust import Trust
+    dialplan = _dialplan_or_packaged(dialplan, portal)
+    try:
+        from ivr.sip.serve import serve as run_server
+        from ivr.sip.server import ServeConfig
+        from ivr.sip.trust import Trust
+    except ImportError as exc:  # the sip extra brings the audio one
+        if extra_of(exc) not in ("sip", "audio"):
+            raise
+        raise MissingExtra("sip", "`ivr serve`", exc.name or "") from None
 
     first, _, last = rtp_ports.partition("-")
     if not (first.isdigit() and last.isdigit()):
@@ -411,7 +470,7 @@ def serve(
     config = ServeConfig(
         registrar=_hostport(registrar),
         user=user,
-        password=password or os.environ.get("IVR_SIP_PASSWORD", ""),
+        password=password,
         bind=bind,
         port=port,
         rtp_ports=(int(first), int(last)),
@@ -511,7 +570,8 @@ def _serve_arguments(ctx: click.Context, port: int) -> list[str]:
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
         if isinstance(param, click.Argument):
-            positional.append(str(value))
+            if value is not None:  # no DIALPLAN: the worker finds the packaged one too
+                positional.append(str(value))
             continue
         if not isinstance(param, click.Option) or param.name in _NOT_INHERITED or value is None:
             continue

@@ -42,7 +42,7 @@ from ivr.secret import Secret
 from ivr.session import Session
 from ivr.states.base import PromptRef, State
 
-log = logging.getLogger("ivr.dialogue")
+log = logging.getLogger(__name__)
 
 START = "_start"
 #: transitions one event may cause before the dialplan is deemed to loop
@@ -161,7 +161,7 @@ class Dialogue:
 
     def __init__(self, engine: Engine, call_id: str = "") -> None:
         self.engine = engine
-        self.session = Session(call_id=call_id, context=engine.context, engine=engine)
+        self.session = Session(call_id=call_id, context=engine.context, clock=self._now)
         self.vars = self.session.vars
         self.scratch: dict[str, Any] = {}
         self.typeahead: list[str] = []
@@ -180,6 +180,15 @@ class Dialogue:
         self._failing = False
 
     # --- the one entry point --------------------------------------------------------
+
+    def _now(self) -> float:
+        """The engine's clock, read when asked (a runtime may set it after the
+        dialogue was made)."""
+        clock = self.engine.clock
+        if clock is None:
+            raise IvrError("no clock: the runtime sets Engine.clock")
+        return clock()
+
     def handle(self, event: Event) -> list[Command]:
         """Process one event; return the commands for the runtime, in order.
 

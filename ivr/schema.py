@@ -10,7 +10,9 @@ from pydantic import Field, TypeAdapter
 from ivr.dialplan.model import DialplanHeader, defaults_schema
 from ivr.states import KINDS
 
-SCHEMA_ID = "https://ivr.example/dialplan.schema.json"
+#: the schema's identifier: a name, not a location (the file ships in the package,
+#: `ivr schema` writes it; editors find it by path)
+SCHEMA_ID = "urn:ivr-dialplan:schema:dialplan"
 
 
 def dialplan_schema() -> dict[str, Any]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ivr.errors import IvrError
-
-if TYPE_CHECKING:
-    from ivr.dialogue import Engine
 
 
 @dataclass(slots=True, eq=False)
@@ -18,7 +16,8 @@ class Session:
     ``vars`` are the session variables (collected digits, hook results) that prompts,
     conditions and templates read. Setting ``vars["mute"] = True`` silences every
     further prompt (silent mode): prompts count as played at once.
-    ``context`` is whatever the application passed to :class:`ivr.Engine`.
+    ``context`` is whatever the application passed to :class:`ivr.Engine`; ``clock``
+    is the runtime's (the dialogue passes its engine's).
     """
 
     call_id: str
@@ -26,14 +25,13 @@ class Session:
     called: str = ""
     vars: dict[str, Any] = field(default_factory=dict)
     context: Any = None
-    engine: Engine | None = field(default=None, repr=False)
+    clock: Callable[[], float] | None = field(default=None, repr=False)
 
     def now(self) -> float:
         """The runtime's current time in seconds (virtual in the simulator)."""
-        clock = self.engine.clock if self.engine is not None else None
-        if clock is None:
+        if self.clock is None:
             raise IvrError("no clock: the runtime sets Engine.clock")
-        return clock()
+        return self.clock()
 
     @property
     def muted(self) -> bool:

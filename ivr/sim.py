@@ -53,7 +53,7 @@ from ivr.prompts.durations import PromptDurations
 from ivr.secret import MASK
 from ivr.session import Session
 
-log = logging.getLogger("ivr.sim")
+log = logging.getLogger(__name__)
 
 KEY_GAP = 0.1
 #: when simulated calls start unless told otherwise: Monday 2026-01-05 09:00 in Berlin

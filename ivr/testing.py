@@ -43,8 +43,8 @@ from ivr.commands import Command, Dial, PullCall, Transfer
 from ivr.dialogue import Engine, coverage_listener
 from ivr.dialplan.loader import load_dialplan
 from ivr.dialplan.model import Dialplan
-from ivr.dialplan.yaml_source import Path_, Source, read_yaml
 from ivr.errors import DialplanError, IvrError, Problem
+from ivr.extras import extra_of
 from ivr.hooks import ContextError, check_engine_context
 from ivr.prompts.durations import PromptDurations
 from ivr.session import Session
@@ -58,14 +58,21 @@ from ivr.sim import (
     parse_script,
 )
 from ivr.validation import AwareTime, did_you_mean, problems_of
+from ivr.yaml_source import Path_, Source, read_yaml
 
 EngineFactory = Callable[[Path, Path | None], Engine]
 
 
 def audio_warnings(plan: Dialplan) -> list[Problem]:
     """Warnings about the dialplan's prompt audio: prompts without rendered audio (when
-    anything was rendered at all), recordings without a prompt text."""
-    from ivr.audio.library import PromptAudio
+    anything was rendered at all), recordings without a prompt text. None without the
+    audio extra (no audio to look at)."""
+    try:
+        from ivr.audio.library import PromptAudio
+    except ImportError as exc:
+        if extra_of(exc) != "audio":
+            raise
+        return []
 
     audio = PromptAudio(plan.catalog)
     warnings = [
@@ -93,10 +100,15 @@ def audio_warnings(plan: Dialplan) -> list[Problem]:
 
 
 def durations_for(engine: Engine) -> Callable[[str, Mapping[str, Any]], float]:
-    """Prompt durations for the simulator: rendered audio when cached, else estimated."""
-    from ivr.audio.library import PromptAudio, default_cache_dir
-
+    """Prompt durations for the simulator: rendered audio when cached, else estimated
+    (always without the audio extra)."""
     catalog = engine.dialplan.catalog
+    try:
+        from ivr.audio.library import PromptAudio, default_cache_dir
+    except ImportError as exc:
+        if extra_of(exc) != "audio":
+            raise
+        return PromptDurations(catalog, None)
     audio = PromptAudio(catalog) if default_cache_dir(catalog).is_dir() else None
     return PromptDurations(catalog, audio.seconds if audio is not None else None)
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator, BaseModel, ValidationError
 
-from ivr.dialplan.yaml_source import Path_, Source
 from ivr.errors import Problem
+from ivr.yaml_source import Path_, Source
 
 
 def _has_utc_offset(value: datetime) -> datetime:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr import DialplanError, load_dialplan
-from ivr.dialplan.yaml_source import MAX_FILE_BYTES, MAX_NODES, Source, parse_yaml
+from ivr.yaml_source import MAX_FILE_BYTES, MAX_NODES, Source, parse_yaml
 
 MB50 = 50 * 2**20
 

@@ -7,8 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from ivr.dialplan.yaml_source import read_yaml
 from ivr.schema import dialplan_schema
+from ivr.yaml_source import read_yaml
 from tests.conftest import DEMO, ROOT
 
 

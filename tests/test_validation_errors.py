@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr import DialplanError, Hooks, load_dialplan
-from ivr.dialplan.yaml_source import parse_yaml
+from ivr.yaml_source import parse_yaml
 
 HEAD = "prompts: p\ninitial: main\n"
 GOOD_STATES = """\

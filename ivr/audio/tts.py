@@ -1,6 +1,6 @@
 """Offline text-to-speech with pyttsx3 on its espeak-ng driver, made robust.
 
-pyttsx3 2.99 has measured traps (``../shared/AUDIO.md``): the first ``runAndWait()``
+pyttsx3 2.99 has measured traps (listed in docs/prompt-audio.md): the first ``runAndWait()``
 can return before the file exists, a second ``save_to_file`` cancels the first, it
 hangs when the output directory is missing or after a fork, and voice errors are
 swallowed. So rendering runs in ONE worker process (``python -m ivr.audio.tts_worker``) that owns

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 
 from ivr.dialplan import checks
 from ivr.dialplan.model import Defaults, Dialplan, DialplanHeader
-from ivr.dialplan.yaml_source import Path_, Source, read_yaml
 from ivr.errors import DialplanError, Problem
 from ivr.hooks import Hooks, import_hooks
 from ivr.prompts.catalog import CatalogNotFoundError, PromptCatalog, load_catalog
 from ivr.states import KINDS
 from ivr.states.base import State
 from ivr.validation import did_you_mean, placed, problems_of
+from ivr.yaml_source import Path_, Source, read_yaml
 
 STATE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 

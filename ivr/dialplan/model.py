@@ -8,12 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ivr.dialplan.yaml_source import Source
 from ivr.errors import Problem
 from ivr.hooks import Hooks
 from ivr.prompts.catalog import PromptCatalog
 from ivr.states.base import Edge, State
 from ivr.states.input import INPUT_DEFAULTS, InputState
+from ivr.yaml_source import Source
 
 
 class DialplanHeader(BaseModel):

@@ -26,10 +26,10 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ivr.callcontrol import Connect, Replaces
-from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, IvrError, Problem
 from ivr.states.ending import FailureResult
 from ivr.validation import AwareTime, problems_of
+from ivr.yaml_source import read_yaml
 
 
 class CallControlUnavailable(IvrError):

@@ -37,7 +37,6 @@ from pydantic import (
     model_validator,
 )
 
-from ivr.dialplan.yaml_source import Source, read_yaml
 from ivr.errors import DialplanError, Problem
 from ivr.portal.blocking import BlockingProfile, NumberRule
 from ivr.portal.directory import Employee
@@ -47,6 +46,7 @@ from ivr.portal.pin import DEFAULT_MAX_REPEAT, MAX_LENGTH
 from ivr.sip.jsonrpc import parse_address
 from ivr.states.base import Regex
 from ivr.validation import problems_of
+from ivr.yaml_source import Source, read_yaml
 
 PIN_OFF_WARNING = (
     "PIN authentication is off: the caller's number (A-number) is the only credential "

@@ -38,10 +38,10 @@ from pydantic import (
     model_validator,
 )
 
-from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, Problem
 from ivr.portal.numbers import DEFAULT_REGION, to_e164
 from ivr.validation import problems_of
+from ivr.yaml_source import read_yaml
 
 _SIP_URI = re.compile(r"^<?sips?:([^@;:<>\s]+)@(\[[^\]]+\]|[^;:>\s]+)(?::\d+)?(?:[;>].*)?$", re.I)
 MIN_NUMBERS = 1

@@ -17,7 +17,7 @@ from ivr.portal.services import LockEvent, PortalServices
 from ivr.secret import Secret
 from ivr.session import Session
 
-log = logging.getLogger("ivr.portal")
+log = logging.getLogger(__name__)
 
 hooks = Hooks(context=PortalServices)
 

@@ -28,7 +28,7 @@ from ivr.sip.jsonrpc import JsonRpcClient, RpcError, RpcUnavailable
 from ivr.sip.loop import EventLoop
 from ivr.sip.message import uri_of
 
-log = logging.getLogger("ivr.portal.kamailio")
+log = logging.getLogger(__name__)
 
 CONFIRMED = 4  # the dialog module's state of an answered call
 #: listed calls remembered for a pull (by Call-ID)

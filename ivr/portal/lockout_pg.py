@@ -38,7 +38,7 @@ from ivr.portal.lockout import (
     LockState,
 )
 
-log = logging.getLogger("ivr.portal.lockout")
+log = logging.getLogger(__name__)
 
 #: the schema version :func:`init_schema` creates
 SCHEMA_VERSION = 1

@@ -28,7 +28,7 @@ from ivr.session import Session
 from ivr.sip.jsonrpc import JsonRpcClient, parse_address
 from ivr.sip.loop import EventLoop
 
-log = logging.getLogger("ivr.portal")
+log = logging.getLogger(__name__)
 #: one WARNING line per lockout, for alerting (never the digits)
 lockout_log = logging.getLogger("ivr.portal.lockout")
 
@@ -182,11 +182,11 @@ def open_lockout_store(loaded: LoadedPortal) -> LockoutStore:
 def portal_services(
     loaded: LoadedPortal,
     *,
-    lockouts: LockoutStore | None = None,
+    lockouts: LockoutStore,
     hasher: PasswordHasher = PRODUCTION_HASHER,
 ) -> PortalServices:
-    """Wire the services of ``loaded``: directory, simulated PBX, lockouts (SQLite unless
-    ``lockouts`` is given), blocking profile."""
+    """Wire the services of ``loaded``: directory, simulated PBX, the given lockout store
+    (:func:`open_lockout_store`'s for a real runtime), blocking profile."""
     config = loaded.config
     directory = YamlDirectory.load(loaded.relative(config.directory), config.region)
     call_control: CallControl
@@ -210,7 +210,7 @@ def portal_services(
         config=config,
         directory=directory,
         call_control=call_control,
-        lockouts=lockouts or open_lockout_store(loaded),
+        lockouts=lockouts,
         blocking=config.blocking_profile.profile(config.region)
         if config.blocking_profile
         else BlockingProfile(),

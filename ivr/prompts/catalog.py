@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ivr.dialplan.yaml_source import read_yaml
 from ivr.errors import DialplanError, Problem
+from ivr.yaml_source import read_yaml
 
 PARAM_TYPES = ("number", "digits", "keys", "time", "text")
 PROMPT_ID = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -52,7 +52,7 @@ from ivr.sip.timers import TimerQueue
 from ivr.sip.transaction import T1, ClientTransaction, ServerTransaction, TransactionLayer
 from ivr.sip.trust import Trust
 
-log = logging.getLogger("ivr.sip")
+log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 #: an incoming INVITE the runtime has not answered by then gets 500 and is forgotten

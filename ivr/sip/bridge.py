@@ -25,7 +25,7 @@ from ivr.sip.rtp import PAYLOAD_TYPES, RtpPacket
 if TYPE_CHECKING:
     from ivr.sip.media import RtpSession
 
-log = logging.getLogger("ivr.sip.bridge")
+log = logging.getLogger(__name__)
 
 
 #: G.711 law conversion per byte, made once

@@ -31,7 +31,7 @@ from ivr.errors import UnexpectedEventError
 from ivr.events import CallStarted, Event
 from ivr.sip.rtp import PCM_BYTES_PER_PACKET
 
-log = logging.getLogger("ivr.sip.dialogue")
+log = logging.getLogger(__name__)
 
 Chunks = tuple[bytes, ...]
 #: prompt audio cut into 20 ms chunks, remembered for this many (prompt, params) pairs

@@ -1,7 +1,7 @@
 """DTMF as it arrives over SIP: RFC 4733 telephone-events in RTP, and SIP INFO bodies.
 
 pyVoIP takes a key only from the RTP packet with the marker bit and does not dedupe
-(``../shared/PYVOIP.md`` bugs 5 and 6). Here one key is reported per *event*: an event
+(docs/pyvoip.md, bugs 5 and 6). Here one key is reported per *event*: an event
 is identified by its RTP SSRC and timestamp (RFC 4733 §2.5.1: all packets of one event
 share the timestamp of its start), so repeated packets and the usual three end packets
 count once, a lost first packet does not lose the key, and a sender that never sets the

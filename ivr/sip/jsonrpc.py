@@ -24,7 +24,7 @@ from typing import Any
 from ivr.errors import IvrError
 from ivr.sip.loop import EventLoop
 
-log = logging.getLogger("ivr.sip.jsonrpc")
+log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 MAX_DATAGRAM = 65535

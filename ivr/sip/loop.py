@@ -1,6 +1,6 @@
 """One I/O thread for SIP, RTP and timers of every call.
 
-pyVoIP polls with ``sleep(0.01)`` in three threads per call (``../shared/PYVOIP.md``);
+pyVoIP polls with ``sleep(0.01)`` in three threads per call (docs/pyvoip.md);
 from ~100 calls the GIL starves them. Here a single ``selectors`` loop waits for all
 sockets at once and wakes for the earliest timer; other threads hand it work with
 :meth:`EventLoop.post`, which never blocks.
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from ivr.sip.timers import Callback, TimerHandle, TimerQueue
 
-log = logging.getLogger("ivr.sip")
+log = logging.getLogger(__name__)
 
 Reader = Callable[[socket.socket], None]
 

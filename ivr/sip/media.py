@@ -22,7 +22,7 @@ from ivr.sip.dtmf import TelephoneEventReceiver
 from ivr.sip.rtp import PCM_BYTES_PER_PACKET, G711Packetizer, RtpPacket
 from ivr.sip.sdp import CODEC_PT, Offer
 
-log = logging.getLogger("ivr.sip.media")
+log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 2048
 

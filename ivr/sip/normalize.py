@@ -1,4 +1,4 @@
-"""Make SIP messages palatable to pyVoIP's strict parser (``../shared/PYVOIP.md`` bug 7).
+"""Make SIP messages palatable to pyVoIP's strict parser (docs/pyvoip.md, bug 7).
 
 pyVoIP needs exactly ``": "`` after a header name, canonical case, no compact forms,
 and drops a whole message for one empty header (baresip sends ``Supported:``). This

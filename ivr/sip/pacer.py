@@ -2,7 +2,7 @@
 call and without drift.
 
 pyVoIP runs three polling threads per call and its sender drifts slow (49.67 packets/s;
-``../shared/PYVOIP.md`` bug 15); from ~100 calls the GIL starves it. Here one loop owns
+docs/pyvoip.md, bug 15); from ~100 calls the GIL starves it. Here one loop owns
 all outgoing streams: each stream's next packet is due at ``start + n * 20 ms`` (so
 lateness never accumulates), ``due(now)`` returns every packet due by ``now``, and a
 stream that fell further behind than ``MAX_CATCH_UP`` packets skips ahead instead of

@@ -26,7 +26,7 @@ from ivr.sip.agent import UserAgent
 from ivr.sip.message import ALLOW, Message, Request
 from ivr.sip.timers import TimerHandle
 
-log = logging.getLogger("ivr.sip.register")
+log = logging.getLogger(__name__)
 
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 #: how long an OPTIONS keep-alive may go unanswered before we register again

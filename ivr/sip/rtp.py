@@ -1,6 +1,6 @@
 """RTP (RFC 3550) packets carrying G.711 at 20 ms per packet.
 
-pyVoIP encodes PCMA as µ-law (``../shared/PYVOIP.md`` bug 1) and feeds 8-bit linear
+pyVoIP 1.6.8 encodes PCMA as µ-law (docs/pyvoip.md, bug 1) and feeds 8-bit linear
 audio; here 16-bit PCM from the prompt cache becomes PCMU (payload type 0) or PCMA (8)
 payloads directly.
 """

@@ -35,8 +35,6 @@ class Offer:
     port: int
     codec: str
     dtmf_pt: int | None
-    protocol: str
-    direction: str
 
 
 def read_offer(body: bytes, prefer: tuple[str, ...] = ("pcma", "pcmu")) -> Offer:
@@ -46,7 +44,7 @@ def read_offer(body: bytes, prefer: tuple[str, ...] = ("pcma", "pcmu")) -> Offer
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise SdpError("SDP is not UTF-8") from None
-    session_address = session_direction = ""
+    session_address = ""
     media: list[_Media] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -62,8 +60,6 @@ def read_offer(body: bytes, prefer: tuple[str, ...] = ("pcma", "pcmu")) -> Offer
                 session_address = _connection(value)
         elif kind == "a" and media:
             media[-1].attribute(value)
-        elif kind == "a" and value in _DIRECTIONS:
-            session_direction = value  # for the streams that name none of their own
     audio = next((m for m in media if m.type == "audio" and m.port != 0), None)
     if audio is None:
         raise SdpError("no audio stream offered")
@@ -88,12 +84,7 @@ def read_offer(body: bytes, prefer: tuple[str, ...] = ("pcma", "pcmu")) -> Offer
         port=audio.port,
         codec=choices[0],
         dtmf_pt=dtmf_pt,
-        protocol=audio.protocol,
-        direction=audio.direction or session_direction or "sendrecv",
     )
-
-
-_DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 
 @dataclass(slots=True)
@@ -103,7 +94,6 @@ class _Media:
     protocol: str
     formats: list[int]
     address: str = ""
-    direction: str = ""
     rtpmap: dict[int, str] = field(default_factory=dict)
 
     @classmethod
@@ -118,9 +108,6 @@ class _Media:
         return cls(parts[0].lower(), int(port), parts[2], formats)
 
     def attribute(self, value: str) -> None:
-        if value in _DIRECTIONS:
-            self.direction = value
-            return
         name, _, rest = value.partition(":")
         if name != "rtpmap":
             return

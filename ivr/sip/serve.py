@@ -30,7 +30,7 @@ from ivr.errors import DialplanError, IvrError
 from ivr.hooks import check_engine_context
 from ivr.sip.server import ServeConfig, SipServer
 
-log = logging.getLogger("ivr.sip")
+log = logging.getLogger(__name__)
 
 #: exit status when a thread of the runtime died (EX_SOFTWARE)
 THREAD_DIED = 70

@@ -87,7 +87,7 @@ from ivr.sip.sdp import CODEC_PT, SdpError, answer, make_offer, read_offer
 from ivr.sip.timers import TimerHandle
 from ivr.sip.trust import Trust, caller_number
 
-log = logging.getLogger("ivr.sip")
+log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 1.0
 #: the SIP socket's receive buffer: a burst of 400 datagrams lost 234 with the default

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from ivr.sip.message import Message, Request, via_sent_by
 from ivr.sip.timers import TimerHandle, TimerQueue
 
-log = logging.getLogger("ivr.sip.transaction")
+log = logging.getLogger(__name__)
 
 T1, T2, T4 = 0.5, 4.0, 5.0
 TIMER_D = 32.0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-log = logging.getLogger("ivr.sip.workers")
+log = logging.getLogger(__name__)
 
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: a worker that ran this long before dying is restarted after BACKOFF_FIRST again

@@ -116,8 +116,8 @@ def test_identify_admits_and_refuses(
 
 def test_identify_sets_the_session(fast_portal: Path) -> None:
     engine = engine_for(fast_portal / "portal.yaml")
-    engine.clock = lambda: berlin(9)
-    session = Session(call_id="t", caller=ERIKA_OFFICE, context=engine.context, engine=engine)
+    nine = lambda: berlin(9)  # noqa: E731
+    session = Session(call_id="t", caller=ERIKA_OFFICE, context=engine.context, clock=nine)
     assert identify(session) == "admitted"
     assert {k: session.vars[k] for k in session.vars} == {
         "mute": False,
@@ -128,7 +128,7 @@ def test_identify_sets_the_session(fast_portal: Path) -> None:
         "employee": "erika",
         "employee_name": "Erika Mustermann",
     }
-    session = Session(call_id="t", caller=MAX, context=engine.context, engine=engine)
+    session = Session(call_id="t", caller=MAX, context=engine.context, clock=nine)
     assert identify(session) == "refused"
     assert "employee" not in session.vars
 

@@ -46,7 +46,7 @@ PORTAL_DIALPLAN = ROOT / "dialplans" / "anywhere_portal.yaml"
 _BESIDE = Path(sys.executable).parent / "ivr"
 IVR = str(_BESIDE) if _BESIDE.exists() else shutil.which("ivr")
 
-#: "INFO ivr.sip: call <Call-ID>: incoming (pcma, rfc4733)" — one line per call taken
+#: "INFO ivr.sip.server: call <Call-ID>: incoming (pcma, rfc4733)" — one line per call taken
 _INCOMING = re.compile(r"\bcall (\S+): incoming \(")
 
 

@@ -17,7 +17,7 @@ from ivr.sip.sdp import Offer
 
 
 def offer(port: int, codec: str, dtmf_pt: int | None) -> Offer:
-    return Offer("127.0.0.1", port, codec, dtmf_pt, "RTP/AVP", "sendrecv")
+    return Offer("127.0.0.1", port, codec, dtmf_pt)
 
 
 @pytest.fixture

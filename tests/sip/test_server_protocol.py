@@ -1,5 +1,5 @@
 """The SIP runtime at the datagram level: one regression test per pyVoIP bug a serving
-IVR meets (``../shared/PYVOIP.md``), and bad input that must never hurt other calls."""
+IVR meets (docs/pyvoip.md), and bad input that must never hurt other calls."""
 
 from __future__ import annotations
 

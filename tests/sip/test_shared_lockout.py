@@ -367,7 +367,7 @@ def test_postgresql_stopped_refuses_pin_entry_and_started_again_serves(
     ), [r.getMessage() for r in errors]
     for record in errors:
         assert "PIN entry refused, lockout store unavailable: PostgreSQL: " in record.getMessage()
-        assert record.name == "ivr.portal"
+        assert record.name.startswith("ivr.portal")
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     assert not [r for r in caplog.records if SECRET in r.getMessage()]
 

@@ -65,7 +65,7 @@ def test_workers_serve_restart_and_stop_together(
         assert all(alive(pid) for pid in pids.values())
         # each worker names itself in its lines of the shared log
         assert eventually(
-            lambda: all(launcher.lines(f"[{port}] ivr.sip: serving") for port in ports), 10
+            lambda: all(launcher.lines(f"[{port}] ivr.sip.serve: serving") for port in ports), 10
         ), launcher.log()
 
         # kill -9 the second worker: it is started again on its port
@@ -86,12 +86,12 @@ def test_workers_serve_restart_and_stop_together(
             result = run.wait()
             assert result.ok, result.describe() + launcher.describe()
         for port in ports:
-            assert [x for x in launcher.lines(f"[{port}] ivr.portal:") if "PIN accepted" in x]
+            assert [x for x in launcher.lines(f"[{port}] ivr.portal.hooks:") if "PIN accepted" in x]
 
         # SIGHUP reaches each worker: each reloads
         launcher.signal(signal.SIGHUP)
         assert eventually(
-            lambda: all(launcher.lines(f"[{port}] ivr.sip: reloaded ") for port in ports), 30
+            lambda: all(launcher.lines(f"[{port}] ivr.sip.serve: reloaded ") for port in ports), 30
         ), launcher.log()
 
         # SIGTERM: each drains (nothing running) and exits; then the launcher, with 0
@@ -100,7 +100,7 @@ def test_workers_serve_restart_and_stop_together(
         assert not alive(pids[base]) and not alive(again)
         assert not answers_200(base) and not answers_200(base + 1)
         log = launcher.log()
-        assert all(f"[{port}] ivr.sip: drained" in log for port in ports), log
+        assert all(f"[{port}] ivr.sip.serve: drained" in log for port in ports), log
         assert "all 2 workers stopped" in log and "not cleanly" not in log, log
         assert "Traceback" not in log, log
 

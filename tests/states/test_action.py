@@ -296,3 +296,26 @@ def test_mute_also_silences_the_apology(make_call: MakeCall) -> None:
         hooks=hooks_of(h=mute_then_fail),
     )
     assert start(call) == [Hangup(reason="error")]
+
+
+@pytest.mark.parametrize(
+    ("value", "target"),
+    [("yes", "said yes"), ("no", "said no"), ("on", "said on"), ("True", "said True")],
+)
+def test_unquoted_yes_no_on_true_keys_are_the_words_as_written(
+    make_call: MakeCall, value: str, target: str
+) -> None:
+    """YAML 1.1 (PyYAML's safe_load) reads ``yes:``, ``no:``, ``on:`` and ``True:`` as
+    booleans; ivr reads every key as the text written, so a hook returning "yes" takes
+    the ``yes:`` branch and the ``on:`` of a state is its branches."""
+    call = make_call(
+        """
+        start: {kind: action, hook: h, on: {yes: a, no: b, on: c, True: d}}
+        a: {kind: transfer, target: "said yes"}
+        b: {kind: transfer, target: "said no"}
+        c: {kind: transfer, target: "said on"}
+        d: {kind: transfer, target: "said True"}
+        """,
+        hooks=returning(value),
+    )
+    assert start(call) == [Transfer(target=target)]
