@@ -296,3 +296,17 @@ def _output(command: list[str], cwd: Path | None = None) -> str:
     )
     assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     return result.stdout.strip()
+
+
+def test_core_install_says_the_portal_dialplans_hooks_need_the_portal_extra(
+    core_venv: Venv,
+) -> None:
+    portal = core_venv.python_out(
+        "from ivr.resources import portal_dialplan; print(portal_dialplan())"
+    )
+    result = core_venv.ivr("check", portal)
+    assert result.returncode == 2
+    assert (
+        f"hooks 'ivr.portal.hooks:hooks' needs the portal extra: pip install '{NAME}[portal]'"
+        in (result.stdout + result.stderr)
+    )

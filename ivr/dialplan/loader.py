@@ -180,7 +180,15 @@ class _Loader:
         try:
             return import_hooks(reference)
         except Exception as exc:  # any import failure is the file's problem to report
-            self.error(("hooks",), f"cannot load hooks {reference!r}: {exc}")
+            from ivr.extras import MissingExtra
+
+            missing = (
+                MissingExtra.of(exc, f"hooks {reference!r}")
+                if isinstance(exc, ImportError)
+                else None
+            )
+            why = str(missing) if missing is not None else f"cannot load hooks {reference!r}: {exc}"
+            self.error(("hooks",), why)
             return Hooks()
 
     def _cross_check(
