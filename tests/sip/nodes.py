@@ -47,7 +47,7 @@ _BESIDE = Path(sys.executable).parent / "ivr"
 IVR = str(_BESIDE) if _BESIDE.exists() else shutil.which("ivr")
 
 #: "INFO ivr.sip.server: call <Call-ID>: incoming (pcma, rfc4733)" — one line per call taken
-_INCOMING = re.compile(r"\bcall (\S+): incoming \(")
+INCOMING = re.compile(r"\bcall (\S+): incoming \(")
 
 
 def dispatcher_list(ports: Sequence[int], *, set_id: int = 1) -> str:
@@ -125,13 +125,76 @@ def options_via(proxy_port: int, node_port: int, *, timeout: float = 0.5) -> str
     return sip_options(node_port, via=proxy_port, timeout=timeout)
 
 
-class PortalNode(PeerProcess):
+class IvrServe(PeerProcess):
+    """An ``ivr serve`` process of a test: its log and ``--stats`` file in its run
+    directory, signalled by its PID only; subclasses give ``command()``."""
+
+    name = "ivr serve"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "ivr.log"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.workdir / "stats.json"
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except (FileNotFoundError, RuntimeError):
+            return ""
+
+    def lines(self, pattern: str = "") -> list[str]:
+        """The log's lines that contain ``pattern``."""
+        return [line for line in self.log().splitlines() if pattern in line]
+
+    def describe(self) -> str:
+        return f"$ {' '.join(self.command())}\n{self.log()[-4000:]}"
+
+    def calls(self) -> list[str]:
+        """Call-IDs of every call it took, in all its runs (from its log)."""
+        return INCOMING.findall(self.log())
+
+    def stats(self) -> dict[str, Any]:
+        """The counters its last run wrote at exit (``--stats``)."""
+        data: dict[str, Any] = json.loads(self.stats_path.read_text())
+        return data
+
+    def signal(self, signum: int) -> None:
+        """``kill -SIGNUM PID``."""
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> int | None:
+        """Its exit status once it has exited within ``timeout`` seconds, else None."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} is not started")
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            kill_group(self._proc, grace=5.0)
+            self._proc = None
+
+
+class PortalNode(IvrServe):
     """``ivr serve DIALPLAN --portal CONFIG --no-register`` on 127.0.0.1:``port``,
     taking its calls from the proxy on ``proxy_port``; ``drain``: seconds a SIGTERM
     waits for running calls (``--drain``). Its log (INFO) and ``--stats`` file are in
     its run directory and kept across restarts."""
-
-    name = "ivr serve"
 
     def __init__(
         self,
@@ -154,20 +217,6 @@ class PortalNode(PeerProcess):
         self.extra = list(extra)
         self.ready_timeout = ready_timeout
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "ivr.log"
-
-    @property
-    def stats_path(self) -> Path:
-        return self.workdir / "stats.json"
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return self._proc.pid
-
     def command(self) -> list[str]:
         assert IVR is not None
         cmd = [IVR, "--log-level", "info", "serve", str(PORTAL_DIALPLAN)]
@@ -179,24 +228,6 @@ class PortalNode(PeerProcess):
         if self.drain is not None:
             cmd += ["--drain", f"{self.drain:g}"]
         return cmd + self.extra
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except (FileNotFoundError, RuntimeError):
-            return ""
-
-    def describe(self) -> str:
-        return f"$ {' '.join(self.command())}\n{self.log()[-4000:]}"
-
-    def calls(self) -> list[str]:
-        """Call-IDs of every call this node took, in all its runs (from its log)."""
-        return _INCOMING.findall(self.log())
-
-    def stats(self) -> dict[str, Any]:
-        """The counters its last run wrote at exit (``--stats``)."""
-        data: dict[str, Any] = json.loads(self.stats_path.read_text())
-        return data
 
     def answering(self) -> bool:
         """It answers OPTIONS relayed by its proxy with 200."""
@@ -227,17 +258,3 @@ class PortalNode(PeerProcess):
     def terminate(self) -> None:
         """SIGTERM to the node's process: with ``--drain`` it finishes its calls first."""
         os.kill(self.pid, signal.SIGTERM)
-
-    def wait(self, timeout: float) -> int | None:
-        """Its exit status once it has exited within ``timeout`` seconds, else None."""
-        if self._proc is None:
-            raise RuntimeError(f"{self.name} is not started")
-        try:
-            return self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            kill_group(self._proc, grace=5.0)
-            self._proc = None

@@ -10,12 +10,7 @@ reload and worker tests use them too.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,22 +20,16 @@ import pytest
 
 from tests.sip.callers import RtpSink, Step, scenario
 from tests.sip.conftest import ERIKA, Peer
+from tests.sip.nodes import IVR, PORTAL_DIALPLAN, IvrServe
 from tests.sip.peers import (
     HOST,
-    ROOT,
     SIPP,
-    PeerProcess,
     SippProcess,
     free_udp_port,
-    kill_group,
     sip_options,
     sipp_popen,
     spawn,
 )
-
-PORTAL_DIALPLAN = ROOT / "dialplans" / "anywhere_portal.yaml"
-_BESIDE = Path(sys.executable).parent / "ivr"
-IVR = str(_BESIDE) if _BESIDE.exists() else shutil.which("ivr")
 
 needs_sipp = pytest.mark.skipif(
     SIPP is None or IVR is None, reason="needs sipp (make test installs it) and the ivr command"
@@ -48,17 +37,14 @@ needs_sipp = pytest.mark.skipif(
 pytestmark = [needs_sipp, pytest.mark.timeout(120)]
 
 #: "call <Call-ID>: incoming (" — one line per call taken
-INCOMING = re.compile(r"\bcall (\S+): incoming \(")
 
 
-class ServeProcess(PeerProcess):
+class ServeProcess(IvrServe):
     """``ivr --log-level info serve DIALPLAN --portal CONFIG --no-register`` on
     127.0.0.1:``port``, its "registrar" on ``registrar`` (nothing: port 9), trusting
     127.0.0.1 (the test's SIPp calls it directly). ``extra`` options go last. Its log and
     ``--stats`` file are in its run directory; it runs in its own session and is signalled
     by its PID only."""
-
-    name = "ivr serve"
 
     def __init__(
         self,
@@ -84,24 +70,6 @@ class ServeProcess(PeerProcess):
         self.answering = list(answering) if answering is not None else [self.port]
         self.ready_timeout = ready_timeout
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "ivr.log"
-
-    @property
-    def stats_path(self) -> Path:
-        return self.workdir / "stats.json"
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return self._proc.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self._proc is None else self._proc.poll()
-
     def command(self) -> list[str]:
         assert IVR is not None
         cmd = [IVR, "--log-level", "info", "serve", str(self.dialplan)]
@@ -112,47 +80,12 @@ class ServeProcess(PeerProcess):
         cmd += ["--stats", str(self.stats_path)]
         return cmd + self.extra
 
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except (FileNotFoundError, RuntimeError):
-            return ""
-
-    def lines(self, pattern: str = "") -> list[str]:
-        """The log's lines that contain ``pattern``."""
-        return [line for line in self.log().splitlines() if pattern in line]
-
-    def describe(self) -> str:
-        return f"$ {' '.join(self.command())}\n{self.log()[-4000:]}"
-
-    def calls(self) -> list[str]:
-        """Call-IDs of the calls it took (its log)."""
-        return INCOMING.findall(self.log())
-
     def start(self) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="ivr-serve-")
         self._proc = spawn(self.command(), self.workdir, self.log_path)
         for port in self.answering:
             self._wait_answering(port, self.ready_timeout)
-
-    def signal(self, signum: int) -> None:
-        """``kill -SIGNUM PID``."""
-        os.kill(self.pid, signum)
-
-    def wait(self, timeout: float) -> int | None:
-        """Its exit status once it has exited within ``timeout`` seconds, else None."""
-        if self._proc is None:
-            raise RuntimeError(f"{self.name} is not started")
-        try:
-            return self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            kill_group(self._proc, grace=5.0)
-            self._proc = None
 
 
 def options(port: int, *, timeout: float = 2.0) -> str:

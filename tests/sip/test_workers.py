@@ -203,7 +203,7 @@ def test_a_worker_runs_the_launchers_serve_options_on_its_own_port(portal_dir: P
     the launcher's options: all of them, but its own --port and --stats, no --workers
     and no dispatcher list, and the password not on the command line."""
     from ivr.cli import _serve_arguments, main, serve
-    from tests.sip.test_node import PORTAL_DIALPLAN
+    from tests.sip.nodes import PORTAL_DIALPLAN
 
     given = [str(PORTAL_DIALPLAN), "--portal", str(portal_dir / "portal.yaml")]
     given += ["--registrar", "127.0.0.1:5060", "--password", "s3cret", "--port", "5080"]
