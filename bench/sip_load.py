@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,20 +231,22 @@ class Served:
         return sum(json.loads(path.read_text())["keys"] for path in self.stats)
 
 
-def pids_where(*, ppid: int | None = None, pgid: int | None = None) -> list[int]:
-    """The processes whose parent is ``ppid``, or whose process group is ``pgid``."""
-    field, value = (1, ppid) if ppid is not None else (2, pgid)
-    pids = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """Every process's pid and its /proc/PID/stat fields after the command name
+    (``fields[1]`` is the parent, ``[2]`` the process group, ``[11:13]`` CPU ticks)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            yield int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[field]) == value:
-            pids.append(int(entry.name))
-    return pids
+
+
+def pids_where(*, ppid: int | None = None, pgid: int | None = None) -> list[int]:
+    """The processes whose parent is ``ppid``, or whose process group is ``pgid``."""
+    field, value = (1, ppid) if ppid is not None else (2, pgid)
+    return [pid for pid, fields in proc_stats() if int(fields[field]) == value]
 
 
 def proxy_pids(proxy: Kamailio) -> list[int]:
@@ -266,14 +269,7 @@ def foreign_cpu() -> dict[int, float]:
     parents: dict[int, int] = {}
     cpu: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry.name)
+    for pid, fields in proc_stats():
         parents[pid] = int(fields[1])
         cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
     me = os.getpid()

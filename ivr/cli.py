@@ -726,18 +726,17 @@ def db_init(portal_config: str | None, store: str | None) -> None:
     Idempotent; safe while nodes are running."""
     from ivr.portal.config import is_postgres_url, load_portal
     from ivr.portal.lockout_pg import init_schema
-    from ivr.portal.services import describe_store, lockout_store_spec
+    from ivr.portal.services import LOCKOUT_STORE_ENV, describe_store, lockout_store_spec
 
-    if store is None and portal_config is None:
-        store = os.environ.get("IVR_LOCKOUT_STORE")
     if store is None and portal_config is not None:
         spec = lockout_store_spec(load_portal(portal_config))
-        store = spec if isinstance(spec, str) else None
-        if store is None:
+        if isinstance(spec, Path):
             raise IvrError(
                 f"{portal_config}: the lockout store is the SQLite file {spec}, which "
                 "needs no set-up; `db init` is for a postgresql:// lockout_store"
             )
+        store = spec
+    store = store or os.environ.get(LOCKOUT_STORE_ENV)
     if store is None:
         raise click.UsageError("give --portal CONFIG or --store postgresql://…")
     if not is_postgres_url(store):

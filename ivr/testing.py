@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from pydantic import (
@@ -67,14 +68,10 @@ def audio_warnings(plan: Dialplan) -> list[Problem]:
     """Warnings about the dialplan's prompt audio: prompts without rendered audio (when
     anything was rendered at all), recordings without a prompt text. None without the
     audio extra (no audio to look at)."""
-    try:
-        from ivr.audio.library import PromptAudio
-    except ImportError as exc:
-        if extra_of(exc) != "audio":
-            raise
+    library = _audio_library()
+    if library is None:
         return []
-
-    audio = PromptAudio(plan.catalog)
+    audio = library.PromptAudio(plan.catalog)
     warnings = [
         Problem(
             f"recording {path.name} has no prompt text in the catalog",
@@ -103,14 +100,21 @@ def durations_for(engine: Engine) -> Callable[[str, Mapping[str, Any]], float]:
     """Prompt durations for the simulator: rendered audio when cached, else estimated
     (always without the audio extra)."""
     catalog = engine.dialplan.catalog
+    library = _audio_library()
+    if library is None or not library.default_cache_dir(catalog).is_dir():
+        return PromptDurations(catalog, None)
+    return PromptDurations(catalog, library.PromptAudio(catalog).seconds)
+
+
+def _audio_library() -> ModuleType | None:
+    """:mod:`ivr.audio.library`, or None without the audio extra."""
     try:
-        from ivr.audio.library import PromptAudio, default_cache_dir
+        from ivr.audio import library
     except ImportError as exc:
         if extra_of(exc) != "audio":
             raise
-        return PromptDurations(catalog, None)
-    audio = PromptAudio(catalog) if default_cache_dir(catalog).is_dir() else None
-    return PromptDurations(catalog, audio.seconds if audio is not None else None)
+        return None
+    return library
 
 
 def default_engine(dialplan: Path, portal: Path | None = None) -> Engine:

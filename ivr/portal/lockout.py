@@ -190,18 +190,19 @@ class SqliteLockoutStore:
             db.execute("CREATE INDEX IF NOT EXISTS failure_employee ON failure (employee, at)")
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction from its first statement: ``BEGIN IMMEDIATE`` takes the
-        file's write lock before the read, so concurrent read-modify-writes (processes
-        of one host, threads) queue instead of overwriting each other's counts.
-        (``isolation_level="IMMEDIATE"`` would begin only at the first write.) A
-        database that stays locked or cannot be opened is LockoutStoreUnavailable."""
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction. A write one takes the file's write lock before its first
+        read (``BEGIN IMMEDIATE``), so concurrent read-modify-writes (processes of one
+        host, threads) queue instead of overwriting each other's counts
+        (``isolation_level="IMMEDIATE"`` would begin only at the first write); a read
+        one (``BEGIN``) shares the file with other readers. A database that stays
+        locked or cannot be opened is LockoutStoreUnavailable."""
         try:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         except sqlite3.Error as exc:
             raise LockoutStoreUnavailable(f"SQLite {self.path}: {exc}") from None
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield db
             except BaseException:
@@ -214,18 +215,18 @@ class SqliteLockoutStore:
             db.close()
 
     def locked_until(self, employee: str) -> float:
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT locked_until FROM lockout WHERE employee = ?", (employee,)
-            ).fetchone()
-        return float(row[0]) if row else 0.0
+        return self._lock_row(employee)[0]
 
     def lockouts(self, employee: str) -> int:
-        with self._transaction() as db:
+        return self._lock_row(employee)[1]
+
+    def _lock_row(self, employee: str) -> tuple[float, int]:
+        """``locked_until`` and ``lockouts`` of ``employee`` (0, 0: no row)."""
+        with self._transaction(write=False) as db:
             row = db.execute(
-                "SELECT lockouts FROM lockout WHERE employee = ?", (employee,)
+                "SELECT locked_until, lockouts FROM lockout WHERE employee = ?", (employee,)
             ).fetchone()
-        return int(row[0]) if row else 0
+        return (float(row[0]), int(row[1])) if row else (0.0, 0)
 
     def record_failure(
         self, employee: str, now: float, policy: LockoutPolicy, source: str = ""
@@ -260,7 +261,7 @@ class SqliteLockoutStore:
             db.execute("DELETE FROM failure WHERE employee = ?", (employee,))
 
     def states(self) -> list[LockState]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT employee, failures, locked_until, lockouts FROM lockout ORDER BY employee"
             ).fetchall()

@@ -232,20 +232,20 @@ class PostgresLockoutStore:
 
     # --- the store ------------------------------------------------------------------
     def locked_until(self, employee: str) -> float:
-        def read(cur: Cursor) -> float:
-            row = cur.execute(
-                "SELECT locked_until FROM ivr_lockout WHERE employee = %s", (employee,)
-            ).fetchone()
-            return float(row[0]) if row else 0.0
-
-        return self._run(read, transaction=False)
+        return self._lock_row(employee)[0]
 
     def lockouts(self, employee: str) -> int:
-        def read(cur: Cursor) -> int:
+        return self._lock_row(employee)[1]
+
+    def _lock_row(self, employee: str) -> tuple[float, int]:
+        """``locked_until`` and ``lockouts`` of ``employee`` (0, 0: no row)."""
+
+        def read(cur: Cursor) -> tuple[float, int]:
             row = cur.execute(
-                "SELECT lockouts FROM ivr_lockout WHERE employee = %s", (employee,)
+                "SELECT locked_until, lockouts FROM ivr_lockout WHERE employee = %s",
+                (employee,),
             ).fetchone()
-            return int(row[0]) if row else 0
+            return (float(row[0]), int(row[1])) if row else (0.0, 0)
 
         return self._run(read, transaction=False)
 
