@@ -95,10 +95,6 @@ class DialogueDriver:
         """The engine new calls get."""
         return self.current.engine
 
-    @property
-    def audio(self) -> PromptAudio | None:
-        return self.current.audio
-
     def start(self) -> None:
         self.thread.start()
 
@@ -115,10 +111,6 @@ class DialogueDriver:
         ``audio``; running calls end on theirs (thread-safe)."""
         engine.clock = time.time
         self._queue.put(Generation(engine, audio))
-
-    def generations(self) -> list[Generation]:
-        """The current generation and those still finishing calls."""
-        return [self.current, *self.retiring]
 
     @property
     def active(self) -> int:

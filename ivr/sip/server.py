@@ -291,10 +291,6 @@ class SipServer:
         self.sock.close()
 
     # --- draining and reloading ----------------------------------------------------------
-    @property
-    def draining(self) -> bool:
-        return self.agent.draining
-
     def drain(self) -> None:
         """Take no new calls: INVITE and OPTIONS are answered 503 (a dispatcher's probe
         marks us inactive); running calls go on (thread-safe)."""

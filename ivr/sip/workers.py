@@ -121,10 +121,6 @@ class Supervisor:
         )
         return 1 if failed else 0
 
-    def pids(self) -> dict[int, int]:
-        """Port -> PID of every running worker."""
-        return {w.port: w.proc.pid for w in self.workers if w.proc is not None}
-
     # --- signals ---------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._received.append(signum)
