@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ivr.sip.workers import write_dispatcher_list
 from tests.sip.peers import (
     HOST,
     ROOT,
@@ -49,6 +48,16 @@ IVR = str(_BESIDE) if _BESIDE.exists() else shutil.which("ivr")
 
 #: "INFO ivr.sip.server: call <Call-ID>: incoming (pcma, rfc4733)" — one line per call taken
 INCOMING = re.compile(r"\bcall (\S+): incoming \(")
+
+
+def dispatcher_list(ports: Sequence[int], *, set_id: int = 1) -> str:
+    """A dispatcher list naming a node on each of ``ports`` of 127.0.0.1, as the shipped
+    examples/kamailio/dispatcher.list does: flag 8 (probed) and a ``duid`` each.
+    (``ivr serve --workers`` writes bare destinations; tests/sip/test_workers.py and
+    bench/workers_load.py use that one.)"""
+    return "".join(
+        f"{set_id} sip:{HOST}:{port} 8 0 duid=node{n}\n" for n, port in enumerate(ports, 1)
+    )
 
 
 class Dispatcher(Kamailio):
@@ -93,7 +102,7 @@ class Dispatcher(Kamailio):
     def start(self) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="kamailio-")
-        write_dispatcher_list(self.list_path, HOST, self.nodes)  # as `ivr serve --workers`
+        self.list_path.write_text(dispatcher_list(self.nodes))
         super().start()
 
     def states(self) -> dict[int, str]:
